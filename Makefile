@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup lint
+.PHONY: demo test setup lint chromium
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## Browser tests drive Debian's Chromium; install it when missing and we may (root with apt-get).
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "Browser tests need /usr/bin/chromium: sudo apt-get install chromium (they are skipped without it)"; fi
+
 ## Set up and run the whole test suite (lint, Django checks, migrations, pytest).
-test: $(STAMP) lint
+test: $(STAMP) chromium lint
 	SECRET_KEY=test-only $(BIN)/python manage.py check --fail-level WARNING
 	SECRET_KEY=test-only $(BIN)/python manage.py makemigrations --check --dry-run
 	SECRET_KEY=test-only $(BIN)/pytest $(PYTEST_ARGS)

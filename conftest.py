@@ -5,6 +5,7 @@ exercise PostgreSQL-only and browser tests, never quietly pass without them.
 """
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +21,11 @@ PASSWORD = "correct-horse-battery-staple"
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "postgresql: needs PostgreSQL (DATABASE_URL=postgres://...)")
     config.addinivalue_line("markers", "browser: drives Debian's Chromium through Playwright")
-    # Tests render pages without running collectstatic first.
+    # Tests speak plain HTTP to the test client and live server, and never run collectstatic.
+    settings.SECURE_SSL_REDIRECT = False
+    # Real hashing costs ~0.3 s a user; tests create many users and prove nothing about hashing.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.STATIC_ROOT = None
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -88,3 +93,66 @@ def vocabulary(db: Any) -> dict[str, Any]:
     from registry.tests.factories import vocabulary
 
     return vocabulary()
+
+
+@pytest.fixture
+def task_runner(transactional_db: Any) -> Iterator[str]:
+    """Runs Celery tasks the way this configuration does: a real worker on the broker, or in process.
+
+    With ``CELERY_BROKER_URL`` set, a worker thread consumes from the real broker (Redis in CI) and
+    works on the committed test database; the test sees its effect by polling. Without a broker,
+    ``.delay()`` runs the task eagerly, as the single-user default does.
+    """
+    from celery.contrib.testing.worker import start_worker
+
+    from console.celery import app
+
+    if not settings.CELERY_BROKER_URL:
+        assert app.conf.task_always_eager
+        yield "eager"
+        return
+    assert not app.conf.task_always_eager, "with a broker, tasks must go through it"
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20):
+        yield "worker"
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def page(live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A browser tab of Debian's Chromium on the live server; nothing is downloaded.
+
+    Playwright's sync API keeps an event loop running on the test thread while it is open, so
+    the browser starts after the database and stops before it is flushed, and the test's own ORM
+    calls are explicitly allowed to run beside that loop.
+    """
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(base_url=live_server.url)
+        context.set_default_timeout(10_000)
+        yield context.new_page()
+        context.close()
+        browser.close()
+
+
+def sign_in(page: Any, username: str) -> None:
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/")

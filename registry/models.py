@@ -165,7 +165,7 @@ class ModelVersion(models.Model):
     """
 
     TECHNICAL_FIELDS = (
-        "model_id",
+        "model",
         "label",
         "api_model_id",
         "context_window",

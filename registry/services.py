@@ -72,7 +72,12 @@ def create_object(
 def update_object(
     instance: M, *, data: dict[str, Any], m2m: dict[str, Iterable[Any]] | None = None, actor: Any = None
 ) -> M:
-    """Change any registry object except model versions (see ``update_version``)."""
+    """Change any registry object except model versions (see ``update_version``).
+
+    The object is re-read under a row lock, so the audit "before" is what was stored even when the
+    caller's instance was already modified (a ModelForm changes it while validating).
+    """
+    instance = type(instance).objects.select_for_update().get(pk=instance.pk)
     before = snapshot(instance)
     for name, value in data.items():
         setattr(instance, name, value)
@@ -150,13 +155,17 @@ def update_version(
         proposed = snapshot(version)
         if region_list is not None:
             proposed["regions"] = sorted(region.slug for region in region_list)
-        changed = [field for field in ModelVersion.TECHNICAL_FIELDS if proposed.get(field) != before.get(field)]
+        changed = [
+            name
+            for name in ModelVersion.TECHNICAL_FIELDS
+            if proposed.get(_snapshot_key(name)) != before.get(_snapshot_key(name))
+        ]
         if changed:
             message = (
                 f"This version is {version.lifecycle} and its technical fields cannot change; "
                 "create a new version from it instead."
             )
-            raise ValidationError({name.removesuffix("_id"): message for name in changed})
+            raise ValidationError(dict.fromkeys(changed, message))
     _save(version, {"regions": region_list} if region_list is not None else {})
     after = snapshot(version)
     if after != before:
@@ -165,12 +174,18 @@ def update_version(
     return version
 
 
+def _snapshot_key(field_name: str) -> str:
+    """The key a field has in ``snapshot()``: the column name (``model_id``) for a foreign key."""
+    field = ModelVersion._meta.get_field(field_name)
+    return field.name if field.many_to_many else field.attname  # type: ignore[union-attr]
+
+
 def new_version_initial(version: ModelVersion) -> dict[str, Any]:
     """Form data for a new candidate copied from ``version`` (the way to "change" a frozen one)."""
     initial: dict[str, Any] = {
         field: getattr(version, field)
         for field in ModelVersion.TECHNICAL_FIELDS
-        if field not in {"model_id", "label", "regions"}
+        if field not in {"model", "label", "regions"}
     }
     initial["model"] = version.model_id
     initial["regions"] = list(version.regions.all())

@@ -1,0 +1,333 @@
+"""Registry and compliance pages. Views check input and call one service; rules live in services."""
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.db import models
+from django.forms import BaseForm
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views import View
+from django.views.generic import CreateView, DetailView, ListView, UpdateView
+
+from audit.services import history
+from console.views import RolePermissionMixin, require_permission
+from registry import services
+from registry.filters import ModelVersionFilter
+from registry.forms import ComplianceCellForm, ModelForm, ModelVersionForm, ProviderForm, TransitionForm
+from registry.models import ComplianceCell, DataClassification, Lifecycle, Model, ModelVersion, Provider
+
+PAGE_SIZE = 25
+
+
+def add_service_errors(form: BaseForm, error: ValidationError) -> None:
+    """Show a service's refusal on the form, on the field it names when the form has that field."""
+    if hasattr(error, "error_dict"):
+        for field, errors in error.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, error.messages)
+
+
+def split_cleaned_data(form: BaseForm, model: type[models.Model]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The form's values as (plain fields, many-to-many fields), for the services' keyword arguments."""
+    m2m_names = {field.name for field in model._meta.many_to_many}
+    data, m2m = {}, {}
+    for name, value in form.cleaned_data.items():
+        if name in form.fields and form.fields[name].disabled:
+            continue
+        (m2m if name in m2m_names else data)[name] = value
+    return data, m2m
+
+
+class FormPageMixin:
+    """Names the kind of object on the shared form page ("New model version")."""
+
+    model: type[models.Model]
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)  # type: ignore[misc]
+        context["model_name"] = self.model._meta.verbose_name
+        return context
+
+
+class AuditedCreateView(FormPageMixin, RolePermissionMixin, CreateView):  # type: ignore[type-arg]
+    """Create through ``services.create_object`` so the change is validated and audited."""
+
+    permission_action = "add"
+    template_name = "registry/form.html"
+
+    def form_valid(self, form: BaseForm) -> HttpResponse:
+        data, m2m = split_cleaned_data(form, self.model)
+        try:
+            self.object = services.create_object(self.model, data=data, m2m=m2m)
+        except ValidationError as error:
+            add_service_errors(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, f"Created {self.object}.")
+        return HttpResponseRedirect(self.object.get_absolute_url())
+
+
+class AuditedUpdateView(FormPageMixin, RolePermissionMixin, UpdateView):  # type: ignore[type-arg]
+    """Edit through ``services.update_object`` so the change is validated and audited."""
+
+    permission_action = "change"
+    template_name = "registry/form.html"
+
+    def form_valid(self, form: BaseForm) -> HttpResponse:
+        data, m2m = split_cleaned_data(form, self.model)
+        try:
+            self.object = services.update_object(self.object, data=data, m2m=m2m)
+        except ValidationError as error:
+            add_service_errors(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, f"Saved {self.object}.")
+        return HttpResponseRedirect(self.object.get_absolute_url())
+
+
+class ProviderList(RolePermissionMixin, ListView):  # type: ignore[type-arg]
+    model = Provider
+    paginate_by = PAGE_SIZE
+    queryset = (
+        Provider.objects.prefetch_related("regions", "certifications")
+        .annotate(model_count=models.Count("models", distinct=True))
+        .order_by("name")
+    )
+
+
+class ProviderDetail(RolePermissionMixin, DetailView):  # type: ignore[type-arg]
+    model = Provider
+    queryset = Provider.objects.prefetch_related("regions", "certifications", "models__capabilities")
+
+
+class ProviderCreate(AuditedCreateView):
+    model = Provider
+    form_class = ProviderForm
+
+
+class ProviderUpdate(AuditedUpdateView):
+    model = Provider
+    form_class = ProviderForm
+
+
+class ModelDetail(RolePermissionMixin, DetailView):  # type: ignore[type-arg]
+    model = Model
+    queryset = Model.objects.select_related("provider").prefetch_related("capabilities", "versions__regions")
+
+
+class ModelCreate(AuditedCreateView):
+    model = Model
+    form_class = ModelForm
+
+    def get_initial(self) -> dict[str, Any]:
+        return {"provider": self.request.GET.get("provider")}
+
+
+class ModelUpdate(AuditedUpdateView):
+    model = Model
+    form_class = ModelForm
+
+
+def version_list(request: HttpRequest) -> HttpResponse:
+    """The registry: every model version, searchable and filterable."""
+    require_permission(request, ModelVersion)
+    queryset = ModelVersion.objects.select_related("model__provider").prefetch_related("regions")
+    version_filter = ModelVersionFilter(request.GET, queryset=queryset)
+    page = Paginator(version_filter.qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request, "registry/version_list.html", {"filter": version_filter, "page": page, "query": querystring(request)}
+    )
+
+
+def querystring(request: HttpRequest) -> str:
+    """The current filters without the page number, for pagination links."""
+    params = request.GET.copy()
+    params.pop("page", None)
+    return params.urlencode()
+
+
+class VersionDetail(RolePermissionMixin, DetailView):  # type: ignore[type-arg]
+    model = ModelVersion
+    queryset = ModelVersion.objects.select_related("model__provider", "successor__model").prefetch_related(
+        "regions", "model__provider__certifications", "model__capabilities", "predecessors__model"
+    )
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        version: ModelVersion = self.object
+        cells = services.compliance_cells([version])
+        context["compliance_row"] = [
+            (classification, cells.get((version.pk, classification.pk)))
+            for classification in DataClassification.objects.all()
+        ]
+        context["history"] = history(version)[:50]
+        context["transitions"] = [Lifecycle(step) for step in version.allowed_transitions()]
+        return context
+
+
+class VersionCreate(FormPageMixin, RolePermissionMixin, CreateView):  # type: ignore[type-arg]
+    """A new candidate version, optionally copied from an existing one (``?from=<id>``)."""
+
+    model = ModelVersion
+    form_class = ModelVersionForm
+    permission_action = "add"
+    template_name = "registry/form.html"
+
+    def get_initial(self) -> dict[str, Any]:
+        source_id = self.request.GET.get("from")
+        if source_id and source_id.isdigit():
+            source = ModelVersion.objects.filter(pk=source_id).first()
+            if source:
+                return services.new_version_initial(source)
+        return {"model": self.request.GET.get("model")}
+
+    def form_valid(self, form: BaseForm) -> HttpResponse:
+        data, m2m = split_cleaned_data(form, ModelVersion)
+        try:
+            self.object = services.create_version(data=data, regions=m2m["regions"])
+        except ValidationError as error:
+            add_service_errors(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, f"Created candidate {self.object}.")
+        return HttpResponseRedirect(self.object.get_absolute_url())
+
+
+class VersionUpdate(FormPageMixin, RolePermissionMixin, UpdateView):  # type: ignore[type-arg]
+    model = ModelVersion
+    form_class = ModelVersionForm
+    permission_action = "change"
+    template_name = "registry/form.html"
+
+    def form_valid(self, form: BaseForm) -> HttpResponse:
+        data, m2m = split_cleaned_data(form, ModelVersion)
+        try:
+            self.object = services.update_version(self.object, data=data, regions=m2m.get("regions"))
+        except ValidationError as error:
+            add_service_errors(form, error)
+            return self.form_invalid(form)
+        messages.success(self.request, f"Saved {self.object}.")
+        return HttpResponseRedirect(self.object.get_absolute_url())
+
+
+class VersionTransition(RolePermissionMixin, View):
+    """Confirm, then take one lifecycle step."""
+
+    model = ModelVersion
+    permission_action = "change"
+
+    def get(self, request: HttpRequest, pk: int) -> HttpResponse:
+        version = get_object_or_404(ModelVersion.objects.select_related("model__provider"), pk=pk)
+        form = TransitionForm(initial={"to": request.GET.get("to", "")})
+        return self._render(request, version, form, request.GET.get("to", ""))
+
+    def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+        version = get_object_or_404(ModelVersion.objects.select_related("model__provider"), pk=pk)
+        form = TransitionForm(request.POST)
+        if form.is_valid():
+            try:
+                version = services.transition_version(
+                    version, to=form.cleaned_data["to"], reason=form.cleaned_data["reason"]
+                )
+            except ValidationError as error:
+                add_service_errors(form, error)
+            else:
+                messages.success(request, f"{version} is now {version.get_lifecycle_display().lower()}.")
+                return redirect(version)
+        return self._render(request, version, form, request.POST.get("to", ""), status=400)
+
+    def _render(
+        self, request: HttpRequest, version: ModelVersion, form: TransitionForm, to: str, status: int = 200
+    ) -> HttpResponse:
+        allowed = version.allowed_transitions()
+        context = {"version": version, "form": form, "to": to, "allowed": to in allowed}
+        return render(request, "registry/transition_confirm.html", context, status=status)
+
+
+def compliance_matrix(request: HttpRequest) -> HttpResponse:
+    """Versions as rows, classifications as columns; a missing or expired approval shows as denied."""
+    require_permission(request, ComplianceCell)
+    queryset = ModelVersion.objects.select_related("model__provider")
+    version_filter = ModelVersionFilter(request.GET, queryset=queryset)
+    page = Paginator(version_filter.qs, 50).get_page(request.GET.get("page"))
+    classifications = list(DataClassification.objects.all())
+    cells = services.compliance_cells(page.object_list)
+    rows = [
+        (version, [(classification, cells.get((version.pk, classification.pk))) for classification in classifications])
+        for version in page.object_list
+    ]
+    context = {
+        "filter": version_filter,
+        "page": page,
+        "rows": rows,
+        "classifications": classifications,
+        "revision": services.current(services.Counter.COMPLIANCE_REVISION),
+        "query": querystring(request),
+        "can_edit": request.user.has_perm("registry.change_compliancecell"),
+    }
+    return render(request, "registry/compliance_matrix.html", context)
+
+
+class ComplianceCellEdit(RolePermissionMixin, View):
+    """Edit one cell in two steps: the form, then a confirmation showing before and after."""
+
+    model = ComplianceCell
+    permission_action = "change"
+
+    def _objects(self, pk: int, slug: str) -> tuple[ModelVersion, DataClassification, ComplianceCell | None]:
+        version = get_object_or_404(ModelVersion.objects.select_related("model__provider"), pk=pk)
+        classification = get_object_or_404(DataClassification, slug=slug)
+        cell = (
+            ComplianceCell.objects.prefetch_related("regions")
+            .filter(model_version=version, classification=classification)
+            .first()
+        )
+        return version, classification, cell
+
+    def get(self, request: HttpRequest, pk: int, slug: str) -> HttpResponse:
+        version, classification, cell = self._objects(pk, slug)
+        initial: dict[str, Any] = {"decision": ComplianceCell.Decision.DENIED}
+        if cell:
+            initial = {
+                "decision": cell.decision,
+                "regions": list(cell.regions.all()),
+                "expires_on": cell.expires_on,
+                "evidence": cell.evidence,
+                "evidence_url": cell.evidence_url,
+            }
+        form = ComplianceCellForm(initial=initial, model_version=version)
+        return self._render(request, "registry/compliance_cell_form.html", version, classification, cell, form)
+
+    def post(self, request: HttpRequest, pk: int, slug: str) -> HttpResponse:
+        version, classification, cell = self._objects(pk, slug)
+        form = ComplianceCellForm(request.POST, model_version=version)
+        if not form.is_valid():
+            return self._render(
+                request, "registry/compliance_cell_form.html", version, classification, cell, form, status=400
+            )
+        if request.POST.get("confirm") != "yes":
+            return self._render(request, "registry/compliance_cell_confirm.html", version, classification, cell, form)
+        try:
+            services.set_compliance(model_version=version, classification=classification, **form.cleaned_data)
+        except ValidationError as error:
+            add_service_errors(form, error)
+            return self._render(
+                request, "registry/compliance_cell_form.html", version, classification, cell, form, status=400
+            )
+        messages.success(request, f"{version} × {classification}: {form.cleaned_data['decision']}.")
+        return redirect(reverse("registry:compliance") + f"#version-{version.pk}")
+
+    def _render(
+        self,
+        request: HttpRequest,
+        template: str,
+        version: ModelVersion,
+        classification: DataClassification,
+        cell: ComplianceCell | None,
+        form: ComplianceCellForm,
+        status: int = 200,
+    ) -> HttpResponse:
+        context = {"version": version, "classification": classification, "cell": cell, "form": form}
+        return render(request, template, context, status=status)
