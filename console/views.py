@@ -2,12 +2,15 @@
 
 from typing import Any
 
+from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.core.exceptions import PermissionDenied
+from django.db import connection
 from django.db.models import Model
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.views.decorators.http import require_GET
 
 from registry.models import ComplianceCell, Lifecycle, ModelVersion
 
@@ -60,3 +63,15 @@ def home(request: HttpRequest) -> HttpResponse:
         .order_by("retires_on")[:20],
     }
     return render(request, "console/home.html", context)
+
+
+@login_not_required
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    """For load balancers and container health checks: the process serves and the database answers."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception:  # any database failure means unhealthy, whatever its type
+        return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
+    return JsonResponse({"status": "ok"})

@@ -1,0 +1,16 @@
+# One image for web, worker and beat (see docker-compose.yml). Build: docker build -t switchboard .
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY . .
+RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input
+
+RUN useradd --system --uid 1000 switchboard
+USER switchboard
+EXPOSE 8000
+CMD ["gunicorn", "console.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]
