@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.views import View
 from django.views.generic import CreateView, DetailView, ListView, UpdateView
 
+from audit.models import AuditEvent
 from audit.services import history
 from console.views import RolePermissionMixin, require_permission
 from registry import services
@@ -163,9 +164,15 @@ class VersionDetail(RolePermissionMixin, DetailView):  # type: ignore[type-arg]
             (classification, cells.get((version.pk, classification.pk)))
             for classification in DataClassification.objects.all()
         ]
-        context["history"] = history(version)[:50]
+        context["history"] = version_history(version)[:50]
         context["transitions"] = [Lifecycle(step) for step in version.allowed_transitions()]
         return context
+
+
+def version_history(version: ModelVersion) -> "models.QuerySet[AuditEvent]":
+    """Changes to the version itself and to its compliance cells, newest first."""
+    cell_ids = [str(pk) for pk in version.compliance.values_list("pk", flat=True)]
+    return history(version) | AuditEvent.objects.filter(object_type="registry.compliancecell", object_id__in=cell_ids)
 
 
 class VersionCreate(FormPageMixin, RolePermissionMixin, CreateView):  # type: ignore[type-arg]

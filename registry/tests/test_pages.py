@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -292,3 +294,46 @@ def test_version_page_warns_of_planned_retirement(auditor: User, version: ModelV
     services.update_version(version, data={"retires_on": timezone.localdate() + datetime.timedelta(days=20)})
     html = client_for(auditor).get(version.get_absolute_url()).content.decode()
     assert "Retirement planned on" in html
+
+
+def test_version_history_includes_its_compliance_decisions(auditor: User, version: ModelVersion) -> None:
+    services.set_compliance(
+        model_version=version,
+        classification=DataClassification.objects.get(slug="pii"),
+        decision="denied",
+        reason="No DPA yet",
+    )
+    response = client_for(auditor).get(version.get_absolute_url())
+    kinds = [event.kind for event in response.context["history"]]
+    assert kinds[0] == "compliance.changed"
+    assert "modelversion.created" in kinds and "modelversion.lifecycle" in kinds
+    assert b"No DPA yet" in response.content
+
+
+@pytest.mark.parametrize("url_name", ["registry:version-list", "registry:compliance", "home"])
+def test_list_pages_use_a_fixed_number_of_queries(
+    auditor: User, vocabulary: dict[str, Any], django_assert_max_num_queries: Any, url_name: str
+) -> None:
+    """Ten times the versions must not mean more queries (no N+1 on the busiest pages)."""
+    client = client_for(auditor)
+    pii = DataClassification.objects.get(slug="pii")
+
+    def add_versions(count: int) -> None:
+        for _ in range(count):
+            version = make_version(lifecycle="approved", retires_on=timezone.localdate() + datetime.timedelta(days=9))
+            services.set_compliance(
+                model_version=version,
+                classification=pii,
+                decision="approved",
+                reason="ok",
+                evidence="DPA",
+                regions=Region.objects.filter(slug="eu"),
+                expires_on=timezone.localdate() + datetime.timedelta(days=5),
+            )
+
+    add_versions(2)
+    with CaptureQueriesContext(connection) as few:
+        assert client.get(reverse(url_name)).status_code == 200
+    add_versions(20)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        assert client.get(reverse(url_name)).status_code == 200
