@@ -23,7 +23,7 @@ class AuditContextMiddleware:
         supplied = request.headers.get("X-Request-ID", "")
         request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
         context = RequestContext(
-            user=getattr(request, "user", None),
+            request=request,
             ip=request.META.get("REMOTE_ADDR") or None,
             user_agent=request.headers.get("User-Agent", "")[:512],
             request_id=request_id,

@@ -1,6 +1,7 @@
 import datetime
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
@@ -219,12 +220,17 @@ class ModelVersion(models.Model):
                 condition=Q(input_cost_per_mtok__gte=0) & Q(output_cost_per_mtok__gte=0),
                 name="version_costs_not_negative",
             ),
-            models.CheckConstraint(condition=~Q(successor=F("pk")), name="version_not_own_successor"),
+            models.CheckConstraint(
+                condition=~Q(successor=F("pk")),
+                name="version_not_own_successor",
+                violation_error_message="A version cannot be its own successor.",
+            ),
             models.CheckConstraint(
                 condition=Q(retires_on__isnull=True)
                 | Q(deprecates_on__isnull=True)
                 | Q(retires_on__gte=F("deprecates_on")),
                 name="version_retires_after_deprecation",
+                violation_error_message="Planned retirement cannot come before planned deprecation.",
             ),
         ]
 
@@ -233,6 +239,16 @@ class ModelVersion(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("registry:version-detail", args=[self.pk])
+
+    def clean(self) -> None:
+        """Name the field at fault; the database constraints say the same for any other writer."""
+        errors = {}
+        if self.pk and self.successor_id == self.pk:
+            errors["successor"] = "A version cannot be its own successor."
+        if self.deprecates_on and self.retires_on and self.retires_on < self.deprecates_on:
+            errors["retires_on"] = "Planned retirement cannot come before planned deprecation."
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def is_frozen(self) -> bool:

@@ -91,16 +91,17 @@ def update_object(
 
 @transaction.atomic
 def delete_object(instance: models.Model, *, actor: Any = None) -> None:
-    """Delete an object nothing depends on; otherwise explain what still uses it."""
-    before = snapshot(instance)
-    label = str(instance)
+    """Delete an object nothing depends on; otherwise explain what still uses it.
+
+    The event is written first, while the object still has its id; a refusal rolls it back.
+    """
+    record_event(_event_kind(instance, "deleted"), obj=instance, before=snapshot(instance), actor=actor)
     try:
         instance.delete()
     except ProtectedError as exc:
         users = sorted({str(obj) for obj in exc.protected_objects})[:5]
-        raise ValidationError(f"{label} is still used by: {', '.join(users)}. Remove those first.") from exc
+        raise ValidationError(f"{instance} is still used by: {', '.join(users)}. Remove those first.") from exc
     increment(Counter.ROUTING_GENERATION)
-    record_event(_event_kind(instance, "deleted"), obj=instance, before=before, actor=actor)
 
 
 def _check_quality_scores(scores: Any) -> None:
@@ -172,6 +173,30 @@ def update_version(
         increment(Counter.ROUTING_GENERATION)
         record_event("modelversion.updated", obj=version, before=before, after=after, actor=actor)
     return version
+
+
+@transaction.atomic
+def delete_version(version: ModelVersion, *, actor: Any = None) -> None:
+    """Delete a candidate. Anything further along is cited by decisions: retire it instead.
+
+    Its compliance cells go with it, each recorded as a change to the matrix.
+    """
+    version = ModelVersion.objects.select_for_update().get(pk=version.pk)
+    if version.lifecycle != Lifecycle.CANDIDATE:
+        raise ValidationError(f"{version} is {version.lifecycle}; only candidates can be deleted. Retire it instead.")
+    cells = list(version.compliance.select_related("classification").prefetch_related("regions"))
+    if cells:
+        revision = increment(Counter.COMPLIANCE_REVISION)
+        for cell in cells:
+            record_event(
+                "compliance.changed",
+                obj=cell,
+                before=_cell_state(cell),
+                after={"decision": None, "revision": revision},
+                reason="Model version deleted.",
+                actor=actor,
+            )
+    delete_object(version, actor=actor)
 
 
 def _snapshot_key(field_name: str) -> str:

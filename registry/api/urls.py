@@ -1,5 +1,13 @@
-from rest_framework.routers import DefaultRouter
+from registry.api import views
 
-router = DefaultRouter()
+router = views.Router()
+router.register("providers", views.ProviderViewSet)
+router.register("models", views.ProviderModelViewSet)
+router.register("model-versions", views.ModelVersionViewSet)
+router.register("classifications", views.DataClassificationViewSet)
+router.register("regions", views.RegionViewSet)
+router.register("certifications", views.CertificationViewSet)
+router.register("capabilities", views.CapabilityViewSet)
+router.register("compliance", views.ComplianceViewSet)
 
 urlpatterns = router.urls

@@ -229,9 +229,11 @@ class TestValidation:
 
     def test_deleting_a_provider_in_use_explains_why_not(self, vocabulary: Any) -> None:
         model = make_model(make_provider(name="Busy"))
+        events = AuditEvent.objects.count()
         with pytest.raises(ValidationError, match="still used by"):
             services.delete_object(model.provider)
         assert Provider.objects.filter(name="Busy").exists()
+        assert AuditEvent.objects.count() == events
 
 
 class TestComplianceMatrix:
@@ -326,6 +328,7 @@ class TestAuditEvents:
         self, vocabulary: Any, administrator: Any
     ) -> None:
         region = services.create_object(Region, data={"slug": "apac", "name": "Asia Pacific"}, actor=administrator)
+        region_id = region.pk
         services.update_object(region, data={"name": "APAC"}, actor=administrator)
         services.update_object(region, data={"name": "APAC"}, actor=administrator)  # no change, no event
         services.delete_object(region, actor=administrator)
@@ -335,6 +338,7 @@ class TestAuditEvents:
         assert events[2].before["slug"] == "apac" and events[2].after is None
         assert {e.actor_name for e in events} == {"alice"}
         assert events[2].object_repr == "apac"
+        assert {e.object_id for e in events} == {str(region_id)}
 
     def test_registry_changes_bump_the_routing_generation(self, vocabulary: Any) -> None:
         start = services.current(Counter.ROUTING_GENERATION)
@@ -375,3 +379,36 @@ def test_concurrent_matrix_changes_get_distinct_revisions(vocabulary: Any) -> No
 
 def test_lifecycle_choices_match_transitions() -> None:
     assert set(services.LIFECYCLE_TRANSITIONS) == set(Lifecycle.values)
+
+
+class TestDeletion:
+    def test_only_candidates_can_be_deleted(self, vocabulary: Any) -> None:
+        for lifecycle in ("approved", "deprecated", "retired"):
+            version = make_version(lifecycle=lifecycle)
+            with pytest.raises(ValidationError, match="only candidates can be deleted"):
+                services.delete_version(version)
+            assert ModelVersion.objects.filter(pk=version.pk).exists()
+
+    def test_deleting_a_candidate_records_its_compliance_cells_going(self, vocabulary: Any) -> None:
+        version = make_version()
+        approve(version, "internal")
+        start = services.current(Counter.COMPLIANCE_REVISION)
+        services.delete_version(version)
+        assert not ModelVersion.objects.filter(pk=version.pk).exists()
+        assert not ComplianceCell.objects.exists()
+        assert services.current(Counter.COMPLIANCE_REVISION) == start + 1
+        gone = AuditEvent.objects.filter(kind="compliance.changed").latest("id")
+        assert gone.before["decision"] == "approved"
+        assert gone.after == {"decision": None, "revision": start + 1}
+        assert AuditEvent.objects.filter(kind="modelversion.deleted", object_id=str(version.pk)).exists()
+
+    def test_constraint_errors_name_the_field(self, vocabulary: Any) -> None:
+        version = make_version(lifecycle="approved")
+        with pytest.raises(ValidationError) as excinfo:
+            services.update_version(version, data={"successor": version})
+        assert excinfo.value.message_dict["successor"] == ["A version cannot be its own successor."]
+        with pytest.raises(ValidationError) as excinfo:
+            services.update_version(
+                version, data={"deprecates_on": datetime.date(2027, 2, 1), "retires_on": datetime.date(2027, 1, 1)}
+            )
+        assert "Planned retirement cannot come before" in excinfo.value.message_dict["retires_on"][0]

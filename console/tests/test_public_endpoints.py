@@ -7,3 +7,9 @@ def test_health_needs_no_login_and_checks_the_database() -> None:
     response = Client().get("/health/")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/api/schema/", "/api/docs/", "/api/v1/"])
+def test_api_docs_and_schema_need_a_signed_in_user(url: str) -> None:
+    assert Client().get(url).status_code == 401
