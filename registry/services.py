@@ -152,6 +152,9 @@ def update_version(
         _check_regions(region_list)
     if "quality_scores" in data:
         _check_quality_scores(data["quality_scores"])
+    successor = data.get("successor")
+    if successor is not None and successor.lifecycle == Lifecycle.RETIRED:
+        raise ValidationError({"successor": f"{successor} is retired and cannot succeed another version."})
     if version.is_frozen:
         proposed = snapshot(version)
         if region_list is not None:
@@ -235,9 +238,13 @@ def transition_version(
     if to not in allowed:
         options = ", ".join(allowed) or "none, it is retired"
         raise ValidationError({"lifecycle": f"A {version.lifecycle} version cannot become {to}; allowed: {options}."})
+    when = when or timezone.now()
+    earlier = [t for t in (version.created_at, version.approved_at, version.deprecated_at) if t is not None]
+    if when < max(earlier):
+        raise ValidationError({"lifecycle": "A lifecycle step cannot be dated before the version's previous step."})
     before = snapshot(version)
     version.lifecycle = to
-    setattr(version, _TIMESTAMP_FOR[Lifecycle(to)], when or timezone.now())
+    setattr(version, _TIMESTAMP_FOR[Lifecycle(to)], when)
     version.save()
     increment(Counter.ROUTING_GENERATION)
     record_event(
@@ -312,6 +319,8 @@ def set_compliance(
     outside = sorted(region.slug for region in regions if region.slug not in hosted)
     if outside:
         errors["regions"] = f"{', '.join(outside)} not among the version's regions ({', '.join(sorted(hosted))})."
+    if decided_at > timezone.now():
+        errors["decided_at"] = "A decision cannot be dated in the future."
     if errors:
         raise ValidationError(errors)
 

@@ -412,3 +412,23 @@ class TestDeletion:
                 version, data={"deprecates_on": datetime.date(2027, 2, 1), "retires_on": datetime.date(2027, 1, 1)}
             )
         assert "Planned retirement cannot come before" in excinfo.value.message_dict["retires_on"][0]
+
+
+class TestHistoricalDates:
+    def test_a_step_cannot_be_dated_before_the_previous_one(self, vocabulary: Any) -> None:
+        version = make_version(lifecycle="approved")
+        with pytest.raises(ValidationError, match="before the version's previous step"):
+            services.transition_version(version, to="deprecated", when=version.approved_at - datetime.timedelta(days=1))
+
+    def test_a_retired_version_cannot_be_a_successor(self, vocabulary: Any) -> None:
+        version = make_version(lifecycle="approved")
+        retired = make_version(version.model, lifecycle="retired")
+        with pytest.raises(ValidationError) as excinfo:
+            services.update_version(version, data={"successor": retired})
+        assert "retired" in excinfo.value.message_dict["successor"][0]
+
+    def test_a_decision_cannot_be_dated_in_the_future(self, vocabulary: Any) -> None:
+        version = make_version(lifecycle="approved")
+        with pytest.raises(ValidationError) as excinfo:
+            approve(version, "public", decided_at=timezone.now() + datetime.timedelta(days=1))
+        assert "decided_at" in excinfo.value.message_dict
