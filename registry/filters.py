@@ -9,14 +9,26 @@ from registry.models import Capability, Lifecycle, Model, ModelVersion, Provider
 class ModelVersionFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search")
     provider = django_filters.ModelChoiceFilter(
-        field_name="model__provider", to_field_name="slug", queryset=Provider.objects.all()
+        field_name="model__provider",
+        to_field_name="slug",
+        queryset=Provider.objects.all(),
+        label="Provider",
+        empty_label="Any",
     )
-    tier = django_filters.ChoiceFilter(field_name="model__tier", choices=Model.Tier.choices)
+    tier = django_filters.ChoiceFilter(
+        field_name="model__tier", choices=Model.Tier.choices, label="Tier", empty_label="Any"
+    )
     capability = django_filters.ModelChoiceFilter(
-        field_name="model__capabilities", to_field_name="slug", queryset=Capability.objects.all()
+        field_name="model__capabilities",
+        to_field_name="slug",
+        queryset=Capability.objects.all(),
+        label="Capability",
+        empty_label="Any",
     )
-    lifecycle = django_filters.ChoiceFilter(choices=Lifecycle.choices)
-    region = django_filters.ModelChoiceFilter(field_name="regions", to_field_name="slug", queryset=Region.objects.all())
+    lifecycle = django_filters.ChoiceFilter(choices=Lifecycle.choices, empty_label="Any")
+    region = django_filters.ModelChoiceFilter(
+        field_name="regions", to_field_name="slug", queryset=Region.objects.all(), label="Region", empty_label="Any"
+    )
 
     class Meta:
         model = ModelVersion

@@ -183,13 +183,18 @@ class VersionCreate(FormPageMixin, RolePermissionMixin, CreateView):  # type: ig
     permission_action = "add"
     template_name = "registry/form.html"
 
+    def source(self) -> ModelVersion | None:
+        source_id = self.request.GET.get("from", "")
+        return ModelVersion.objects.filter(pk=source_id).first() if source_id.isdigit() else None
+
     def get_initial(self) -> dict[str, Any]:
-        source_id = self.request.GET.get("from")
-        if source_id and source_id.isdigit():
-            source = ModelVersion.objects.filter(pk=source_id).first()
-            if source:
-                return services.new_version_initial(source)
+        source = self.source()
+        if source:
+            return services.new_version_initial(source)
         return {"model": self.request.GET.get("model")}
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {**super().get_context_data(**kwargs), "source": self.source()}
 
     def form_valid(self, form: BaseForm) -> HttpResponse:
         data, m2m = split_cleaned_data(form, ModelVersion)

@@ -337,3 +337,11 @@ def test_list_pages_use_a_fixed_number_of_queries(
     add_versions(20)
     with django_assert_max_num_queries(len(few.captured_queries)):
         assert client.get(reverse(url_name)).status_code == 200
+
+
+def test_filters_speak_plainly(auditor: User, vocabulary: dict[str, Any]) -> None:
+    html = client_for(auditor).get(reverse("registry:version-list")).content.decode()
+    for label in ("Provider", "Tier", "Capability", "Lifecycle", "Region"):
+        assert f">{label}:</label>" in html
+    assert "---------" not in html
+    assert ">Any</option>" in html
