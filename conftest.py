@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from celery.signals import task_postrun
 from django.conf import settings
 from django.contrib.auth.models import Group, User
-from django.db import connection
+from django.db import connection, connections
 
 from console.roles import ADMINISTRATOR, AUDITOR, REVIEWER
 
@@ -112,8 +113,17 @@ def task_runner(transactional_db: Any) -> Iterator[str]:
         yield "eager"
         return
     assert not app.conf.task_always_eager, "with a broker, tasks must go through it"
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20):
-        yield "worker"
+
+    def close_worker_connections(**kwargs: Any) -> None:
+        # The worker thread's own connection would otherwise keep the test database from being dropped.
+        connections.close_all()
+
+    task_postrun.connect(close_worker_connections, weak=False)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20):
+            yield "worker"
+    finally:
+        task_postrun.disconnect(close_worker_connections)
 
 
 CHROMIUM = "/usr/bin/chromium"
