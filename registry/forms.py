@@ -47,24 +47,7 @@ class ModelVersionForm(forms.ModelForm):
 
     class Meta:
         model = ModelVersion
-        fields = [
-            "model",
-            "label",
-            "api_model_id",
-            "context_window",
-            "max_output_tokens",
-            "input_cost_per_mtok",
-            "output_cost_per_mtok",
-            "typical_latency_ms",
-            "rate_limit_rpm",
-            "rate_limit_tpm",
-            "regions",
-            "quality_scores",
-            "deprecates_on",
-            "retires_on",
-            "successor",
-            "notes",
-        ]
+        fields = ModelVersion.EDITABLE_FIELDS
         widgets = {
             "regions": forms.CheckboxSelectMultiple,
             "deprecates_on": forms.DateInput(attrs={"type": "date"}),

@@ -176,9 +176,11 @@ class ModelVersion(models.Model):
         "typical_latency_ms",
         "rate_limit_rpm",
         "rate_limit_tpm",
-        "quality_scores",
         "regions",
+        "quality_scores",
     )
+    # What people may set: technical fields while a candidate, the rest at any time.
+    EDITABLE_FIELDS = (*TECHNICAL_FIELDS, "deprecates_on", "retires_on", "successor", "notes")
 
     model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="versions")
     label = models.CharField("version label", max_length=64)
