@@ -33,11 +33,44 @@ class AuditEvent(models.Model):
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
     reason = models.TextField(blank=True)
+    # Routing decisions and outcomes: who asked, under which policy and matrix, and which exact
+    # model version answered. Plain values, so the record stands alone.
+    decision_id = models.UUIDField(null=True, blank=True)
+    application_id = models.BigIntegerField(null=True, blank=True)
+    application_name = models.CharField(max_length=100, blank=True)
+    team_name = models.CharField(max_length=100, blank=True)
+    policy_slug = models.CharField(max_length=64, blank=True)
+    policy_version = models.PositiveIntegerField(null=True, blank=True)
+    rule = models.CharField(max_length=100, blank=True)
+    compliance_revision = models.PositiveBigIntegerField(null=True, blank=True)
+    model_version_id = models.BigIntegerField(null=True, blank=True)
+    model_version_name = models.CharField(max_length=255, blank=True)
+    classification = models.CharField(max_length=32, blank=True)
+    region = models.CharField(max_length=32, blank=True)
+    task_type = models.CharField(max_length=32, blank=True)
+    data = models.JSONField(null=True, blank=True, help_text="The request and answer, or the outcome reported.")
     schema_version = models.PositiveSmallIntegerField(default=SCHEMA_VERSION)
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
-        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object_idx")]
+        indexes = [
+            models.Index(fields=["object_type", "object_id"], name="audit_object_idx"),
+            models.Index(fields=["policy_slug", "kind", "-id"], name="audit_policy_kind_idx"),
+        ]
+        constraints = [
+            # One decision per id, and at most one reported outcome per decision.
+            models.UniqueConstraint(
+                fields=["kind", "decision_id"],
+                condition=models.Q(decision_id__isnull=False),
+                name="audit_one_event_per_kind_and_decision",
+            ),
+            # A repeated request id from the same application gets the first decision back.
+            models.UniqueConstraint(
+                fields=["application_id", "request_id"],
+                condition=models.Q(kind="routing.decision") & ~models.Q(request_id=""),
+                name="audit_decision_request_id_unique",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.object_repr} by {self.actor_name}"

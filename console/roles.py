@@ -22,15 +22,17 @@ ADMINISTERED_APPS = ("registry", "policies")
 # Further permissions per role, as "app_label.codename"; custom ones are declared in model Meta.
 EXTRA_PERMISSIONS: dict[str, tuple[str, ...]] = {
     ADMINISTRATOR: (),
-    REVIEWER: (),
+    REVIEWER: ("policies.review_policyversion", "policies.review_compliancerequest"),
     AUDITOR: (),
 }
+# Reviewing is the reviewers' alone: administrators write changes, so they never approve them.
+REVIEW_PREFIX = "review_"
 
 
 def permissions_for(role: str) -> "list[Permission]":
     query = Q(content_type__app_label__in=READABLE_APPS, codename__startswith="view_")
     if role == ADMINISTRATOR:
-        query |= Q(content_type__app_label__in=ADMINISTERED_APPS)
+        query |= Q(content_type__app_label__in=ADMINISTERED_APPS) & ~Q(codename__startswith=REVIEW_PREFIX)
     for name in EXTRA_PERMISSIONS[role]:
         app_label, codename = name.split(".")
         query |= Q(content_type__app_label=app_label, codename=codename)

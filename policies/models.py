@@ -1,7 +1,11 @@
+import datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.urls import reverse
+from django.utils import timezone
 
 from registry.models import DataClassification
 
@@ -22,6 +26,9 @@ class Team(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def get_absolute_url(self) -> str:
+        return reverse("policies:team-detail", args=[self.slug])
+
 
 class Application(models.Model):
     """A governed application: it asks the routing API which model version to use."""
@@ -36,9 +43,195 @@ class Application(models.Model):
     content_capture = models.BooleanField(
         default=False, help_text="Store prompts and outputs in full; off means only their hashes."
     )
+    policy = models.ForeignKey(
+        "Policy",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="applications",
+        help_text="The routing policy that governs it; without one, every request is refused.",
+    )
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("policies:application-detail", args=[self.slug])
+
+
+class ApiKey(models.Model):
+    """A governed application's credential for the routing API, stored only as a SHA-256 hash.
+
+    Keys are 256-bit random strings, so a fast hash is enough (no password stretching), and the
+    hash is looked up directly. The prefix is stored in clear so people can tell keys apart.
+    """
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by_name = models.CharField(max_length=150)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.application} key {self.prefix}… ({self.name})"
+
+    def is_usable(self, now: datetime.datetime | None = None) -> bool:
+        now = now or timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class Policy(models.Model):
+    """A named routing policy; its rules live in numbered, reviewed versions."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=64, unique=True)
+    description = models.TextField(blank=True)
+    required_approvals = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1)], help_text="Approvals a version needs before it is active."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "policies"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("policies:policy-detail", args=[self.slug])
+
+
+class PolicyVersion(models.Model):
+    """One version of a policy's rules. Only a draft changes; a submitted version is immutable.
+
+    Life: draft → submitted → approved → active → superseded; or rejected; or withdrawn when an
+    edit after submission makes a new version (its approvals are then void).
+    """
+
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SUBMITTED = "submitted", "Submitted"
+        APPROVED = "approved", "Approved"
+        ACTIVE = "active", "Active"
+        SUPERSEDED = "superseded", "Superseded"
+        REJECTED = "rejected", "Rejected"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
+    document = models.JSONField(default=dict, help_text="The rules, as validated by policies.document.")
+    based_on = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="derived_versions"
+    )
+    summary = models.CharField(max_length=255, blank=True, help_text="What this version changes.")
+    author_name = models.CharField(max_length=150)
+    contributors = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="+", help_text="Everyone who wrote or edited it."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    superseded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["policy__name", "-number"]
+        permissions = [("review_policyversion", "Can approve or reject submitted policy versions")]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "number"], name="policy_version_unique_number"),
+            models.UniqueConstraint(
+                fields=["policy"],
+                condition=models.Q(state="active"),
+                name="policy_one_active_version",
+                violation_error_message="A policy has exactly one active version.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy.slug} v{self.number}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("policies:version-detail", args=[self.policy.slug, self.number])
+
+    @property
+    def is_editable(self) -> bool:
+        return self.state == self.State.DRAFT
+
+
+class Review(models.Model):
+    """A reviewer's verdict on a submitted policy version or compliance change request."""
+
+    class Verdict(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        REJECT = "reject", "Reject"
+
+    policy_version = models.ForeignKey(
+        PolicyVersion, null=True, blank=True, on_delete=models.CASCADE, related_name="reviews"
+    )
+    compliance_request = models.ForeignKey(
+        "ComplianceRequest", null=True, blank=True, on_delete=models.CASCADE, related_name="reviews"
+    )
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    reviewer_name = models.CharField(max_length=150)
+    verdict = models.CharField(max_length=16, choices=Verdict.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(policy_version__isnull=False, compliance_request__isnull=True)
+                | models.Q(policy_version__isnull=True, compliance_request__isnull=False),
+                name="review_of_exactly_one_thing",
+            ),
+            models.UniqueConstraint(fields=["policy_version", "reviewer"], name="review_once_per_version"),
+            models.UniqueConstraint(
+                fields=["compliance_request", "reviewer"], name="review_once_per_compliance_request"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} by {self.reviewer_name}"
+
+
+class ComplianceRequest(models.Model):
+    """A proposed widening of the compliance matrix (approve a cell, add a region, extend an
+    expiry). It takes effect only when someone other than the requester approves it."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending review"
+        APPLIED = "applied", "Approved and applied"
+        REJECTED = "rejected", "Rejected"
+
+    model_version = models.ForeignKey("registry.ModelVersion", on_delete=models.CASCADE, related_name="+")
+    classification = models.ForeignKey(DataClassification, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=16)
+    region_slugs = models.JSONField(default=list, blank=True)
+    expires_on = models.DateField(null=True, blank=True)
+    evidence = models.TextField(blank=True)
+    evidence_url = models.URLField(blank=True)
+    reason = models.TextField()
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_by_name = models.CharField(max_length=150)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("review_compliancerequest", "Can approve or reject widenings of the compliance matrix")]
+
+    def __str__(self) -> str:
+        return f"{self.model_version} × {self.classification}: {self.decision} (requested by {self.requested_by_name})"

@@ -27,11 +27,14 @@ def test_administrator_edits_the_registry_but_not_the_audit_log() -> None:
     assert not {p for p in granted if p.startswith("audit.") and not p.startswith("audit.view_")}
 
 
-@pytest.mark.parametrize("role", [REVIEWER, AUDITOR])
-def test_reviewers_and_auditors_only_read(role: str) -> None:
+@pytest.mark.parametrize(
+    ("role", "beyond_reading"),
+    [(REVIEWER, {"policies.review_policyversion", "policies.review_compliancerequest"}), (AUDITOR, set())],
+)
+def test_reviewers_and_auditors_read_and_reviewers_also_review(role: str, beyond_reading: set[str]) -> None:
     granted = perms(role)
     assert "registry.view_modelversion" in granted and "audit.view_auditevent" in granted
-    assert all(".view_" in p for p in granted), granted
+    assert {p for p in granted if ".view_" not in p} == beyond_reading
 
 
 def test_sync_is_idempotent_and_repairs_drift() -> None:
@@ -68,3 +71,10 @@ def test_malformed_request_id_is_replaced() -> None:
     response = Client().get("/accounts/login/", HTTP_X_REQUEST_ID="bad id with spaces")
     assert response.status_code == 200
     assert len(response["X-Request-ID"]) == 32
+
+
+def test_only_reviewers_review() -> None:
+    review_perms = {"policies.review_policyversion", "policies.review_compliancerequest"}
+    assert review_perms <= perms(REVIEWER)
+    assert not review_perms & perms(ADMINISTRATOR)
+    assert not review_perms & perms(AUDITOR)
