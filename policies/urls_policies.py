@@ -1,3 +1,9 @@
-from django.urls import URLPattern
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+
+def placeholder(request: HttpRequest) -> HttpResponse:  # replaced by the real page
+    return HttpResponse("")
+
+
+urlpatterns: list[URLPattern] = [path("policies/", placeholder, name="policy-list")]
