@@ -24,6 +24,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: drives Debian's Chromium through Playwright")
     # Tests speak plain HTTP to the test client and live server, and never run collectstatic.
     settings.SECURE_SSL_REDIRECT = False
+    # Every routing call sees the latest registry and policies, so tests need not wait.
+    settings.ROUTING_SNAPSHOT_TTL_SECONDS = 0.0
     # Real hashing costs ~0.3 s a user; tests create many users and prove nothing about hashing.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.STATIC_ROOT = None
@@ -166,3 +168,14 @@ def sign_in(page: Any, username: str) -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/")
+
+
+@pytest.fixture(autouse=True)
+def fresh_routing_snapshot() -> Iterator[None]:
+    """Each test rolls its database back, counters included, so a snapshot cached by an earlier
+    test could look current; every test starts without one."""
+    from policies.snapshot import holder
+
+    holder.clear()
+    yield
+    holder.clear()

@@ -10,7 +10,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from console.env import env_bool, env_int, env_list, env_str
+from console.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -188,6 +188,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_int("LIFECYCLE_CHECK_SECONDS", 3600),
     },
 }
+
+# How often each process looks for registry, matrix or policy changes (seconds). Changes reach
+# routing within this time; expiry dates are checked on every request regardless.
+ROUTING_SNAPSHOT_TTL_SECONDS = env_float("ROUTING_SNAPSHOT_TTL_SECONDS", 1.0)
 
 LOGGING = {
     "version": 1,
