@@ -29,7 +29,11 @@ def snapshot(instance: models.Model) -> dict[str, Any]:
     """
     data: dict[str, Any] = {}
     for field in instance._meta.concrete_fields:
-        data[field.attname] = _plain(field.value_from_object(instance))
+        value = field.value_from_object(instance)
+        if isinstance(field, models.DecimalField) and isinstance(value, decimal.Decimal):
+            # "3" typed in a form and "3.0000" read back are the same amount: record one spelling.
+            value = value.quantize(decimal.Decimal(1).scaleb(-field.decimal_places))
+        data[field.attname] = _plain(value)
     if instance.pk is not None:
         for field in instance._meta.many_to_many:
             data[field.name] = sorted(_key(obj) for obj in getattr(instance, field.name).all())

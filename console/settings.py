@@ -81,13 +81,22 @@ TEMPLATES = [
     },
 ]
 
+# Persistent connections: opening one per request would cost more than the routing decision.
+# Health checks add a round trip to every request; turn them on only if something between the
+# web processes and the database drops idle connections.
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'switchboard.sqlite3'}") or "",
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
-        conn_health_checks=True,
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=env_bool("DATABASE_CONN_HEALTH_CHECKS", False),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Bind parameters in the server (and let psycopg prepare repeated statements) instead of
+    # quoting them into the SQL text in Python.
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env_bool(
+        "DATABASE_SERVER_SIDE_BINDING", True
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(exist_ok=True)
     # WAL lets the console's readers and the in-process writer work side by side; IMMEDIATE
@@ -198,4 +207,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # Django logs every 4xx as a warning; the routing API answers thousands of expected 4xx (each
+    # with a message for the caller, and refusals in the audit log), so only server errors are logged.
+    "loggers": {"django.request": {"level": env_str("REQUEST_LOG_LEVEL", "ERROR")}},
 }

@@ -13,6 +13,8 @@ a ``Refusal`` that names every candidate and why it was excluded: fail closed.
 
 import datetime
 import hashlib
+import heapq
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,6 +133,11 @@ class Snapshot:
     regions: frozenset[str]
     by_id: Mapping[int, Version] = field(init=False)
     by_tier: Mapping[str, tuple[Version, ...]] = field(init=False)
+    # Per classification: versions that pass every filter that does not depend on the request
+    # (lifecycle, provider status, an approval exists). Only these can be chosen from a pool.
+    eligible: Mapping[str, frozenset[int]] = field(init=False)
+    # Pools of pool-based actions, per (rule, task type, classification), built on first use.
+    pools: dict[tuple[int, str, str], tuple[Version, ...]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         by_tier: dict[str, list[Version]] = {}
@@ -138,6 +145,13 @@ class Snapshot:
             by_tier.setdefault(version.tier, []).append(version)
         object.__setattr__(self, "by_id", {v.id: v for v in self.versions.values()})
         object.__setattr__(self, "by_tier", {tier: tuple(vs) for tier, vs in by_tier.items()})
+        eligible: dict[str, set[int]] = {}
+        for version_id, classification in self.approvals:
+            version = self.by_id.get(version_id)
+            if version is not None and version.lifecycle in ROUTABLE and version.provider_status == "active":
+                eligible.setdefault(classification, set()).add(version_id)
+        object.__setattr__(self, "eligible", {c: frozenset(ids) for c, ids in eligible.items()})
+        object.__setattr__(self, "pools", {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +313,53 @@ def _ranked(
     return sorted(keep, key=lambda v: (v.latency_ms, v.cost(tokens_in, tokens_out), v.id)), set_aside
 
 
+def _pool(snapshot: Snapshot, rule: Rule, request: Request, action: str, tier: str | None) -> tuple[Version, ...]:
+    """The eligible versions a pool-based action chooses from, in its static order (cached).
+
+    Tier: best score for the task first (ties: lower list price). Fastest: lowest latency first.
+    Cheapest: those meeting the quality floor; ordering by cost depends on the request's tokens.
+    """
+    key = (id(rule) if action == rule.action else -id(rule), request.task_type, request.classification)
+    pool = snapshot.pools.get(key)
+    if pool is None:
+        eligible = snapshot.eligible.get(request.classification, frozenset())
+        source = snapshot.by_tier.get(tier, ()) if tier else tuple(snapshot.versions.values())
+        members = [v for v in source if v.id in eligible]
+        task = request.task_type
+        if action == "tier":
+            members.sort(key=lambda v: (-v.quality.get(task, 0), v.input_cost + v.output_cost, v.id))
+        elif action == "fastest":
+            members.sort(key=lambda v: (v.latency_ms, v.input_cost + v.output_cost, v.id))
+        else:
+            assert rule.min_quality is not None
+            members = [v for v in members if v.quality.get(task, -1) >= rule.min_quality]
+        pool = snapshot.pools[key] = tuple(members)
+    return pool
+
+
+def _preferred(snapshot: Snapshot, rule: Rule, request: Request, action: str, tier: str | None) -> Iterable[Version]:
+    """The action's candidates in order of preference, cheaply: pools hold only eligible versions."""
+    if action in ("pinned", "split"):
+        return _ranked(snapshot, rule, request, action, tier)[0]
+    pool = _pool(snapshot, rule, request, action, tier)
+    tokens_in, tokens_out = request.input_tokens, request.output_tokens
+    if action == "tier":
+        return pool
+    if action == "fastest":
+        limit = rule.max_cost_usd
+        return (v for v in pool if v.cost(tokens_in, tokens_out) <= limit)  # type: ignore[operator]
+    priced = [(tokens_in * v.input_cost + tokens_out * v.output_cost, v.latency_ms, v.id, v) for v in pool]
+    wanted = MAX_FALLBACKS + 1
+    best = heapq.nsmallest(wanted * 2, priced)
+    return itertools.chain((entry[3] for entry in best), _rest(priced, len(best)))
+
+
+def _rest(priced: list[tuple[float, int, int, Version]], skip: int) -> Iterable[Version]:
+    """The remaining candidates in cost order, sorted only if the cheapest few were all excluded."""
+    if skip < len(priced):
+        yield from (entry[3] for entry in sorted(priced)[skip:])
+
+
 def _unique(versions: Iterable[Version]) -> list[Version]:
     seen: set[int] = set()
     ordered = []
@@ -325,12 +386,15 @@ def decide(snapshot: Snapshot, request: Request, today: datetime.date) -> Decisi
     if rule.escalation is not None and request.complexity == rule.escalation[0]:
         action, tier = "tier", rule.escalation[1]
         reasons.append(f"complexity {request.complexity}: escalated to the best {tier} version")
-    preferred, set_aside = _ranked(snapshot, rule, request, action, tier)
     fallbacks = [snapshot.versions[ref] for ref in rule.fallbacks if ref in snapshot.versions]
     chosen: Version | None = None
     backups: list[Version] = []
-    excluded: list[tuple[Version, str]] = list(set_aside)
-    for version in _unique([*preferred, *fallbacks]):
+    excluded: list[tuple[Version, str]] = []
+    seen: set[int] = set()
+    for version in itertools.chain(_preferred(snapshot, rule, request, action, tier), fallbacks):
+        if version.id in seen:
+            continue
+        seen.add(version.id)
         why = exclusion(snapshot, version, request, today)
         if why is not None:
             excluded.append((version, why))
@@ -341,9 +405,7 @@ def decide(snapshot: Snapshot, request: Request, today: datetime.date) -> Decisi
         else:
             break
     if chosen is None:
-        return Refusal(
-            f"No model version may serve this request under rule '{rule.name}'.", policy, rule, tuple(excluded)
-        )
+        return _refusal(snapshot, rule, policy, request, action, tier, fallbacks, today)
     reasons.append(_why_chosen(action, tier, rule, chosen, request))
     if chosen.lifecycle == "deprecated":
         reasons.append(f"{chosen.ref} is deprecated")
@@ -359,6 +421,25 @@ def decide(snapshot: Snapshot, request: Request, today: datetime.date) -> Decisi
         reasons=tuple(reasons),
         estimated_cost_usd=chosen.cost(request.input_tokens, request.output_tokens),
     )
+
+
+def _refusal(
+    snapshot: Snapshot,
+    rule: Rule,
+    policy: Policy,
+    request: Request,
+    action: str,
+    tier: str | None,
+    fallbacks: list[Version],
+    today: datetime.date,
+) -> Refusal:
+    """The slow path, taken only when nothing may serve: every candidate, and why it was excluded."""
+    preferred, set_aside = _ranked(snapshot, rule, request, action, tier)
+    excluded = list(set_aside)
+    for version in _unique([*preferred, *fallbacks]):
+        why = exclusion(snapshot, version, request, today)
+        excluded.append((version, why or "not offered by the rule's action"))
+    return Refusal(f"No model version may serve this request under rule '{rule.name}'.", policy, rule, tuple(excluded))
 
 
 def _why_chosen(action: str, tier: str | None, rule: Rule, chosen: Version, request: Request) -> str:

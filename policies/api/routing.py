@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST
 
 from audit.context import current_request
 from audit.models import AuditEvent
+from audit.services import insert
 from policies import engine
 from policies.services import hash_key
 from policies.snapshot import holder
@@ -217,7 +218,7 @@ def route(request: HttpRequest) -> JsonResponse:
     )
     try:
         with _insert_guard():
-            event.save(force_insert=True)
+            insert(event)
     except IntegrityError:
         # The same request id from the same application: answer with the first decision.
         first = AuditEvent.objects.filter(
@@ -266,7 +267,7 @@ def _refuse(
             {"model_version": version.ref, "model_version_id": version.id, "reason": why}
             for version, why in refusal.excluded
         ]
-    _event(
+    refused = _event(
         "routing.refused",
         decision_id,
         app,
@@ -277,7 +278,9 @@ def _refuse(
         rule=refusal.rule.name if refusal.rule else "",
         reason=refusal.detail,
         data={"request": stored_request, "response": body, "status": status},
-    ).save(force_insert=True)
+    )
+    with _insert_guard():
+        insert(refused)
     return _answer(status, body)
 
 
@@ -370,7 +373,7 @@ def outcome(request: HttpRequest, decision_id: uuid.UUID) -> JsonResponse:
     )
     try:
         with _insert_guard():
-            event.save(force_insert=True)
+            insert(event)
     except IntegrityError:
         return _answer(409, {"detail": "An outcome was already reported for this decision."})
     return _answer(201, {"event_id": event.pk, "decision_id": str(decision.decision_id)})
