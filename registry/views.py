@@ -313,6 +313,11 @@ class ComplianceCellEdit(RolePermissionMixin, View):
         return self._render(request, "registry/compliance_cell_form.html", version, classification, cell, form)
 
     def post(self, request: HttpRequest, pk: int, slug: str) -> HttpResponse:
+        """Narrowing applies at once; widening becomes a request a reviewer must approve."""
+        # Imported here: policies builds on the registry, and only this step needs its four-eyes rules.
+        from policies import services as policy_services
+        from policies.models import ComplianceRequest
+
         version, classification, cell = self._objects(pk, slug)
         form = ComplianceCellForm(request.POST, model_version=version)
         if not form.is_valid():
@@ -320,14 +325,30 @@ class ComplianceCellEdit(RolePermissionMixin, View):
                 request, "registry/compliance_cell_form.html", version, classification, cell, form, status=400
             )
         if request.POST.get("confirm") != "yes":
-            return self._render(request, "registry/compliance_cell_confirm.html", version, classification, cell, form)
+            widens = policy_services.widens(
+                cell,
+                decision=form.cleaned_data["decision"],
+                regions=list(form.cleaned_data["regions"]),
+                expires_on=form.cleaned_data["expires_on"],
+            )
+            context = {"version": version, "classification": classification, "cell": cell, "form": form}
+            return render(request, "registry/compliance_cell_confirm.html", {**context, "widens": widens})
         try:
-            services.set_compliance(model_version=version, classification=classification, **form.cleaned_data)
+            result = policy_services.change_compliance(
+                model_version=version, classification=classification, actor=request.user, **form.cleaned_data
+            )
         except ValidationError as error:
             add_service_errors(form, error)
             return self._render(
                 request, "registry/compliance_cell_form.html", version, classification, cell, form, status=400
             )
+        if isinstance(result, ComplianceRequest):
+            messages.info(
+                request,
+                f"Sent for review: {version} × {classification.slug} → {result.decision} widens what routing may "
+                "use, so it needs approval by a reviewer. The matrix is unchanged until then.",
+            )
+            return redirect("policies:compliance-request", pk=result.pk)
         messages.success(request, f"{version} × {classification}: {form.cleaned_data['decision']}.")
         return redirect(reverse("registry:compliance") + f"#version-{version.pk}")
 

@@ -18,7 +18,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 
 
 def test_administrator_creates_a_version_and_approves_a_compliance_cell(
-    page: Any, administrator: User, vocabulary: dict[str, Any]
+    page: Any, administrator: User, reviewer: User, vocabulary: dict[str, Any]
 ) -> None:
     make_model(make_provider(name="Acme AI", slug="acme"), name="Acme Large", tier="frontier")
     sign_in(page, "alice")
@@ -54,19 +54,38 @@ def test_administrator_creates_a_version_and_approves_a_compliance_cell(
     page.get_by_label("Reason").fill("Legal approved EU processing of PII")
     page.get_by_role("button", name="Review change").click()
     assert page.get_by_role("heading", name="Confirm the change").is_visible()
+    assert page.get_by_text("Goes to review.").is_visible()
     assert not ComplianceCell.objects.exists()
-    page.get_by_role("button", name="Confirm change").click()
+    page.get_by_role("button", name="Send for review").click()
+    page.wait_for_url(re.compile(r"/reviews/compliance/\d+/$"))
+    assert page.get_by_text("Sent for review:").is_visible()
+    assert not ComplianceCell.objects.exists()
+    assert AuditEvent.objects.filter(kind="compliance.requested", actor_name="alice").count() == 1
+
+    # Four eyes: the administrator's approval waits for a reviewer.
+    page.get_by_role("button", name="Sign out").click()
+    sign_in(page, "rob")
+    page.get_by_role("link", name="Reviews").click()
+    page.get_by_role("link", name=f"Review {version} × pii").click()
+    page.get_by_label("Approve").check()
+    page.get_by_label("Comment").fill("DPA clause 4 covers EU processing")
+    page.get_by_role("button", name="Record verdict").click()
+    page.wait_for_url(re.compile(r"/reviews/compliance/\d+/$"))
+    assert page.get_by_text(f"Approved: {version} × pii is now approved.").is_visible()
+    page.get_by_role("link", name="Compliance", exact=True).click()
     page.wait_for_url(re.compile(r"/registry/compliance/"))
 
     cell = ComplianceCell.objects.get(model_version=version, classification__slug="pii")
     assert (cell.decision, cell.decided_by_name, cell.evidence) == (
         "approved",
-        "alice",
+        "rob",
         "DPA signed 2026-10-01, clause 4",
     )
     row = page.locator(f"#version-{version.pk}")
     assert row.locator(".cell.approved").count() == 1
-    assert AuditEvent.objects.filter(kind="compliance.changed", actor_name="alice").count() == 1
+    assert row.locator(".cell.approved").first.inner_text().startswith("Approved")
+    assert AuditEvent.objects.filter(kind="compliance.changed", actor_name="rob").count() == 1
+    assert AuditEvent.objects.filter(kind="compliance.request.applied", actor_name="rob").count() == 1
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "compliance-matrix.png"), full_page=True)
 

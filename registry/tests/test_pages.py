@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from policies.models import ComplianceRequest
 from registry import services
 from registry.models import ComplianceCell, Counter, DataClassification, ModelVersion, Region
 from registry.tests.factories import make_model, make_provider, make_version
@@ -210,7 +211,10 @@ def test_disallowed_transition_is_a_400_with_the_allowed_steps(administrator: Us
     assert b"allowed: deprecated" in response.content
 
 
-def test_compliance_cell_change_asks_for_confirmation_and_reason(administrator: User, version: ModelVersion) -> None:
+def test_compliance_cell_change_asks_for_confirmation_and_reason(
+    administrator: User, reviewer: User, version: ModelVersion
+) -> None:
+    """An approval widens the matrix: confirmed, it goes to review, and applies once a reviewer approves."""
     client = client_for(administrator)
     url = reverse("registry:compliance-cell", args=[version.pk, "pii"])
     eu = Region.objects.get(slug="eu")
@@ -222,16 +226,23 @@ def test_compliance_cell_change_asks_for_confirmation_and_reason(administrator: 
 
     review = client.post(url, data)
     assert review.status_code == 200
-    assert b"Confirm change" in review.content
+    assert b"Goes to review." in review.content and b"Send for review" in review.content
     assert not ComplianceCell.objects.exists()
 
     revision = services.current(Counter.COMPLIANCE_REVISION)
-    done = client.post(url, {**data, "confirm": "yes"})
-    assert done.status_code == 302
+    sent = client.post(url, {**data, "confirm": "yes"})
+    request = ComplianceRequest.objects.get()
+    assert sent.status_code == 302
+    assert sent["Location"] == reverse("policies:compliance-request", args=[request.pk])
+    assert not ComplianceCell.objects.exists()
+    assert services.current(Counter.COMPLIANCE_REVISION) == revision
+
+    approved = client_for(reviewer).post(sent["Location"], {"verdict": "approve", "comment": "DPA checked"})
+    assert approved.status_code == 302
     cell = ComplianceCell.objects.get()
     assert cell.decision == "approved"
     assert cell.region_slugs() == ["eu"]
-    assert cell.decided_by_name == administrator.username
+    assert cell.decided_by_name == reviewer.username
     assert cell.revision == revision + 1
     assert services.current(Counter.COMPLIANCE_REVISION) == revision + 1
 
