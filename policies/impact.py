@@ -37,6 +37,7 @@ class Change:
 @dataclass
 class Impact:
     replayed: int = 0
+    skipped: int = 0  # requests that cannot be replayed (the application or its request is gone)
     active_mix: Counter[str] = field(default_factory=Counter)
     proposed_mix: Counter[str] = field(default_factory=Counter)
     active_cost: float = 0.0
@@ -104,6 +105,7 @@ def preview(proposed: PolicyVersion, *, limit: int = REPLAY_LIMIT) -> Impact:
         app = apps.get(event.application_id or 0)
         request = _request(event, app) if app else None
         if request is None:
+            impact.skipped += 1
             continue
         app_governed = dataclasses.replace(app, policy=proposed.policy.slug)
         request = dataclasses.replace(request, app=app_governed)

@@ -223,6 +223,9 @@ class ComplianceRequest(models.Model):
     evidence = models.TextField(blank=True)
     evidence_url = models.URLField(blank=True)
     reason = models.TextField()
+    base_revision = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Revision of the cell when requested (none: no cell yet)."
+    )
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     requested_by_name = models.CharField(max_length=150)
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)

@@ -349,7 +349,16 @@ def change_compliance(
     user, actor_name = resolve_actor(actor)
     if user is None:
         raise ValidationError("Widening the compliance matrix needs a signed-in requester.")
+    pending = ComplianceRequest.objects.filter(
+        model_version=model_version, classification=classification, state=ComplianceRequest.State.PENDING
+    ).first()
+    if pending is not None:
+        raise ValidationError(
+            f"A change of this cell requested by {pending.requested_by_name} is already waiting for review; "
+            "it must be approved or rejected first."
+        )
     request = ComplianceRequest.objects.create(
+        base_revision=cell.revision if cell else None,
         model_version=model_version,
         classification=classification,
         decision=decision,
@@ -378,16 +387,37 @@ def _request_state(request: ComplianceRequest) -> dict[str, Any]:
     }
 
 
+def can_review_compliance(request: ComplianceRequest, user: Any) -> tuple[bool, str]:
+    """Whether ``user`` may approve or reject ``request`` now, and if not, why."""
+    if request.state != ComplianceRequest.State.PENDING:
+        return False, f"This request is already {request.get_state_display().lower()}."
+    if request.requested_by_id == user.pk:
+        return False, "You asked for this change; someone else must review it."
+    return True, ""
+
+
+def _cell_revision(request: ComplianceRequest) -> int | None:
+    cell = ComplianceCell.objects.filter(
+        model_version=request.model_version, classification=request.classification
+    ).first()
+    return cell.revision if cell else None
+
+
 @transaction.atomic
 def review_compliance(
     request: ComplianceRequest, *, reviewer: Any, verdict: str, comment: str = ""
 ) -> ComplianceRequest:
     """Approve (and apply) or reject a widening; never one's own."""
     request = ComplianceRequest.objects.select_for_update().get(pk=request.pk)
-    if request.state != ComplianceRequest.State.PENDING:
-        raise ValidationError(f"This request is already {request.get_state_display().lower()}.")
-    if request.requested_by_id == reviewer.pk:
-        raise ValidationError("You asked for this change; someone else must review it.")
+    allowed, why = can_review_compliance(request, reviewer)
+    if not allowed:
+        raise ValidationError(why)
+    if verdict not in Review.Verdict.values:
+        raise ValidationError({"verdict": "Approve or reject."})
+    if verdict == Review.Verdict.APPROVE and _cell_revision(request) != request.base_revision:
+        raise ValidationError(
+            "The cell has changed since this was requested; reject it and ask for the change again on today's matrix."
+        )
     if verdict == Review.Verdict.REJECT and not comment.strip():
         raise ValidationError({"comment": "Say why you reject it."})
     Review.objects.create(

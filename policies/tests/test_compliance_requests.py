@@ -199,7 +199,7 @@ def test_rejecting_needs_a_comment_and_leaves_the_cell_unchanged(
     assert f"Rejected: {version} × pii stays as it was." in done.content.decode()
     rejected = AuditEvent.objects.get(kind="compliance.request.rejected")
     assert (rejected.actor_name, rejected.reason) == ("rob", "No DPA for the US yet")
-    assert "nothing is left to decide" in done.content.decode()
+    assert "This request is already rejected." in done.content.decode()
 
 
 def test_extending_an_expiry_goes_to_review(

@@ -265,6 +265,36 @@ class TestComplianceReview:
         denied = self.change(versions[0], administrator, decision="denied", evidence="")
         assert isinstance(denied, ComplianceCell) and denied.decision == "denied"
 
+    def test_one_pending_widening_per_cell(self, versions: list[ModelVersion], administrator: User) -> None:
+        self.change(versions[0], administrator)
+        with pytest.raises(ValidationError, match="already waiting for review"):
+            self.change(versions[0], administrator)
+
+    def test_a_stale_request_cannot_overwrite_a_newer_decision(
+        self, versions: list[ModelVersion], administrator: User, reviewer: User
+    ) -> None:
+        services.review_compliance(self.change(versions[0], administrator), reviewer=reviewer, verdict="approve")
+        widening = self.change(versions[0], administrator, regions=[], expires_on=None, evidence="renewed DPA")
+        assert isinstance(widening, ComplianceCell)  # same approval, nothing wider: applied at once
+        limited = self.change(
+            versions[0], administrator, decision="approved", regions=list(Region.objects.filter(slug="eu"))
+        )
+        assert isinstance(limited, ComplianceCell)  # narrowing: at once
+        request = self.change(versions[0], administrator, regions=[])  # widening back to all regions
+        self.change(versions[0], administrator, decision="denied", evidence="")  # an incident meanwhile
+        with pytest.raises(ValidationError, match="has changed since this was requested"):
+            services.review_compliance(request, reviewer=reviewer, verdict="approve")
+        assert self.cell(versions[0]).decision == "denied"  # type: ignore[union-attr]
+
+    def test_a_verdict_must_be_approve_or_reject(
+        self, versions: list[ModelVersion], administrator: User, reviewer: User
+    ) -> None:
+        request = self.change(versions[0], administrator)
+        with pytest.raises(ValidationError):
+            services.review_compliance(request, reviewer=reviewer, verdict="maybe")
+        request.refresh_from_db()
+        assert request.state == "pending" and not request.reviews.exists()
+
     @pytest.mark.parametrize(
         ("now", "proposed", "widens"),
         [

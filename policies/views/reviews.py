@@ -346,10 +346,9 @@ class ComplianceRequestReview(View):
         }
         # Hints only, so nobody is offered a button that will be refused; review_compliance
         # enforces both rules whatever the page shows.
-        if change.state != ComplianceRequest.State.PENDING:
-            context["refusal"] = f"This request is {change.get_state_display().lower()}; nothing is left to decide."
-        elif may_review and change.requested_by_id == request.user.pk:
-            context["refusal"] = "You asked for this change; someone else must review it."
+        allowed, why = services.can_review_compliance(change, request.user)
+        if change.state != ComplianceRequest.State.PENDING or (may_review and not allowed):
+            context["refusal"] = why
         else:
             context["can_decide"] = may_review
         if context["refusal"] in form.non_field_errors():
