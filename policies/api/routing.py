@@ -9,11 +9,10 @@ import hashlib
 import json
 import re
 import uuid
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from django.contrib.auth.decorators import login_not_required
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -22,7 +21,7 @@ from django.views.decorators.http import require_POST
 from audit.context import current_request
 from audit.models import AuditEvent
 from audit.services import insert
-from policies import engine
+from policies import decisions, engine
 from policies.services import hash_key
 from policies.snapshot import holder
 
@@ -143,38 +142,6 @@ def parse_route(body: dict[str, Any], app: engine.App, snapshot: engine.Snapshot
     )
 
 
-def describe(version: engine.Version) -> dict[str, Any]:
-    return {
-        "provider": version.provider,
-        "model": version.model,
-        "version": version.label,
-        "api_model_id": version.api_model_id,
-        "model_version_id": version.id,
-    }
-
-
-def _event(
-    kind: str, decision_id: uuid.UUID, app: engine.App, route: engine.Request, snapshot: engine.Snapshot, **fields: Any
-) -> AuditEvent:
-    context = current_request.get()
-    return AuditEvent(
-        kind=kind,
-        actor_name=f"app:{app.slug}",
-        actor_ip=context.ip if context else None,
-        user_agent=context.user_agent if context else "",
-        request_id=route.request_id,
-        decision_id=decision_id,
-        application_id=app.id,
-        application_name=app.name,
-        team_name=app.team_name,
-        compliance_revision=snapshot.compliance_revision,
-        classification=route.classification,
-        region=route.region or "",
-        task_type=route.task_type,
-        **fields,
-    )
-
-
 @csrf_exempt
 @login_not_required
 @require_POST
@@ -187,101 +154,15 @@ def route(request: HttpRequest) -> JsonResponse:
         wanted = parse_route(body, app, snapshot)
     except ApiError as error:
         return _answer(error.status, error.body, error.headers)
-    decision_id = uuid.uuid4()
-    routed = engine.decide(snapshot, _with_split_key(wanted, decision_id), timezone.localdate())
-    stored_request = {name: body[name] for name in ROUTE_FIELDS if name in body}
-    if isinstance(routed, engine.Refusal):
-        return _refuse(routed, decision_id, app, wanted, snapshot, stored_request)
-    answer = {
-        "decision_id": str(decision_id),
-        "model": describe(routed.model),
-        "fallbacks": [describe(version) for version in routed.fallbacks],
-        "verifier": describe(routed.verifier) if routed.verifier else None,
-        "policy": {"slug": routed.policy.slug, "version": routed.policy.version},
-        "rule": routed.rule.name,
-        "compliance_revision": snapshot.compliance_revision,
-        "reasons": list(routed.reasons),
-        "estimated_cost_usd": round(routed.estimated_cost_usd, 6),
-    }
-    event = _event(
-        "routing.decision",
-        decision_id,
-        app,
-        wanted,
+    context = current_request.get()
+    answer = decisions.decide_and_record(
         snapshot,
-        policy_slug=routed.policy.slug,
-        policy_version=routed.policy.version,
-        rule=routed.rule.name,
-        model_version_id=routed.model.id,
-        model_version_name=routed.model.ref,
-        data={"request": stored_request, "response": answer},
-    )
-    try:
-        with _insert_guard():
-            insert(event)
-    except IntegrityError:
-        # The same request id from the same application: answer with the first decision.
-        first = AuditEvent.objects.filter(
-            kind="routing.decision", application_id=app.id, request_id=wanted.request_id
-        ).first()
-        if first is None or not first.data:
-            raise
-        return _answer(200, first.data["response"], {"X-Idempotent-Replay": "true"})
-    return _answer(200, answer)
-
-
-def _insert_guard() -> AbstractContextManager[Any]:
-    """A savepoint when a transaction is open (so a duplicate does not poison it), else nothing:
-    in autocommit the insert stays one round trip."""
-    return transaction.atomic() if connection.in_atomic_block else nullcontext()
-
-
-def _fields(route: engine.Request) -> dict[str, Any]:
-    return {name: getattr(route, name) for name in engine.Request.__slots__}
-
-
-def _with_split_key(route: engine.Request, decision_id: uuid.UUID) -> engine.Request:
-    """Weighted splits hash the request id; without one, the decision id (random) stands in."""
-    if route.request_id:
-        return route
-    return engine.Request(**{**_fields(route), "request_id": decision_id.hex})
-
-
-def _refuse(
-    refusal: engine.Refusal,
-    decision_id: uuid.UUID,
-    app: engine.App,
-    wanted: engine.Request,
-    snapshot: engine.Snapshot,
-    stored_request: dict[str, Any],
-) -> JsonResponse:
-    """403 for a classification the application may not send, else 422 naming every exclusion."""
-    forbidden = wanted.classification not in app.classifications
-    status = 403 if forbidden else 422
-    body: dict[str, Any] = {"detail": refusal.detail, "decision_id": str(decision_id)}
-    if not forbidden:
-        body["policy"] = {"slug": refusal.policy.slug, "version": refusal.policy.version} if refusal.policy else None
-        body["rule"] = refusal.rule.name if refusal.rule else None
-        body["compliance_revision"] = snapshot.compliance_revision
-        body["excluded"] = [
-            {"model_version": version.ref, "model_version_id": version.id, "reason": why}
-            for version, why in refusal.excluded
-        ]
-    refused = _event(
-        "routing.refused",
-        decision_id,
-        app,
         wanted,
-        snapshot,
-        policy_slug=refusal.policy.slug if refusal.policy else "",
-        policy_version=refusal.policy.version if refusal.policy else None,
-        rule=refusal.rule.name if refusal.rule else "",
-        reason=refusal.detail,
-        data={"request": stored_request, "response": body, "status": status},
+        stored_request={name: body[name] for name in ROUTE_FIELDS if name in body},
+        ip=context.ip if context else None,
+        user_agent=context.user_agent if context else "",
     )
-    with _insert_guard():
-        insert(refused)
-    return _answer(status, body)
+    return _answer(answer.status, answer.body, answer.headers)
 
 
 OUTCOME_FIELDS = (
@@ -372,7 +253,7 @@ def outcome(request: HttpRequest, decision_id: uuid.UUID) -> JsonResponse:
         },
     )
     try:
-        with _insert_guard():
+        with decisions.insert_guard():
             insert(event)
     except IntegrityError:
         return _answer(409, {"detail": "An outcome was already reported for this decision."})
