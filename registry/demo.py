@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from console.roles import ADMINISTRATOR, AUDITOR, REVIEWER
+from policies import demo as policies_demo
 from policies.models import Application, Team
 from registry import services
 from registry.models import (
@@ -477,6 +478,7 @@ class DemoResult:
     passwords_reset: list[str] = field(default_factory=list)
     kept_passwords: list[str] = field(default_factory=list)
     audit_events: int = 0
+    keys: dict[str, str] = field(default_factory=dict)  # application slug: raw key, made this time
 
 
 @dataclass(frozen=True)
@@ -510,6 +512,7 @@ def load_demo(*, password: str = DEFAULT_PASSWORD, reset_passwords: bool = False
     _link_successors(new_versions)
     _load_applications(result, _load_teams(result))
     _load_users(result, password=password, reset_passwords=reset_passwords)
+    result.keys = policies_demo.load(result, clock.now)
     result.audit_events = AuditEvent.objects.count() - events_before
     return result
 

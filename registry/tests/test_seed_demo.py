@@ -151,9 +151,16 @@ def test_output_lists_the_logins_and_the_url(seeded: str) -> None:
     assert "model versions: 20" in seeded
 
 
-def test_seed_events_are_attributed_to_system(seeded: str) -> None:
-    assert AuditEvent.objects.exists()
-    assert set(AuditEvent.objects.values_list("actor_name", flat=True)) == {"system"}
+def test_seed_events_are_attributed_to_who_would_have_acted(seeded: str) -> None:
+    """The registry is loaded by the system; policies are written by the administrator and
+    approved by reviewers, as people would; routing decisions are the applications'."""
+    registry = AuditEvent.objects.filter(object_type__startswith="registry.")
+    assert registry.exists()
+    assert set(registry.values_list("actor_name", flat=True)) == {"system"}
+    workflow = AuditEvent.objects.filter(object_type="policies.policyversion")
+    assert set(workflow.values_list("actor_name", flat=True)) == {"admin", "reviewer", "reviewer2"}
+    routing = AuditEvent.objects.filter(kind__startswith="routing.")
+    assert {name.split(":")[0] for name in routing.values_list("actor_name", flat=True)} == {"app"}
 
 
 def test_second_run_creates_no_rows_users_or_audit_events(seeded: str) -> None:

@@ -41,6 +41,7 @@ class Command(BaseCommand):
             raise CommandError(f"The demo data clashes with existing data, nothing was created: {exc}") from exc
         self.stdout.write(summary(result))
         self.stdout.write(logins(result, password=password, explicit=explicit))
+        self.stdout.write(api_keys(result))
 
 
 def demo_password() -> tuple[str, bool]:
@@ -76,4 +77,18 @@ def logins(result: DemoResult, *, password: str, explicit: bool) -> str:
             extra = " (existing account, password reset)"
         lines.append(f"  {username:<{width}}  {role}{extra}")
     lines.append(f"Open {URL} (python manage.py runserver); the Django admin is at {URL}/admin/ for admin.")
+    return "\n".join(lines)
+
+
+def api_keys(result: DemoResult) -> str:
+    """The routing API keys made this time: shown once, as the console does; only hashes are kept."""
+    if not result.keys:
+        return "API keys: make one with `python manage.py create_app_key support-assistant`."
+    lines = ["", "Routing API keys (shown once, only their hashes are stored):"]
+    lines += [f"  {slug}: {key}" for slug, key in sorted(result.keys.items())]
+    any_key = result.keys.get("support-assistant") or next(iter(result.keys.values()))
+    lines.append(
+        f"Try: curl -s {URL}/api/v1/route -H 'Authorization: Bearer {any_key}' -H 'Content-Type: application/json' "
+        '-d \'{"task_type": "summarization", "data_classification": "pii", "region": "eu"}\''
+    )
     return "\n".join(lines)
