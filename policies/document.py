@@ -180,6 +180,9 @@ def _check_match(match: Any, path: str, catalog: Catalog, problems: list[Problem
             return
         low, high = tokens.get("min", 0), tokens.get("max")
         for key, value in (("min", low), ("max", high)):
+            if key == "min" and value is None:
+                problems.append(Problem(f"{path}.input_tokens.min", "Leave min out, or give a whole number from 0."))
+                return
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 problems.append(Problem(f"{path}.input_tokens.{key}", "A token count is a whole number from 0."))
                 return
@@ -299,15 +302,83 @@ def referenced_versions(document: dict[str, Any]) -> set[str]:
     return refs
 
 
+# The order keys are written in, so a document gives the same bytes whatever order its mappings
+# arrived in (PostgreSQL's jsonb, for one, does not keep key order).
+_KEY_ORDER: dict[str, tuple[str, ...]] = {
+    "document": DOCUMENT_KEYS,
+    "rule": RULE_KEYS,
+    "match": (*MATCH_LISTS, "input_tokens"),
+    "input_tokens": ("min", "max"),
+    "cheapest": ("min_quality", "tier"),
+    "split": ("model_version", "weight"),
+    "escalation": ("complexity", "tier"),
+}
+
+
+def _ordered(mapping: Any, kind: str) -> Any:
+    if not isinstance(mapping, dict):
+        return mapping
+    order = _KEY_ORDER[kind]
+    known = [key for key in order if key in mapping]
+    others = sorted((key for key in mapping if key not in order), key=str)
+    return {key: mapping[key] for key in (*known, *others)}
+
+
+def _canonical_rule(rule: Any) -> Any:
+    rule = _ordered(rule, "rule")
+    if not isinstance(rule, dict):
+        return rule
+    rule = dict(rule)
+    if "match" in rule:
+        match = _ordered(rule["match"], "match")
+        if isinstance(match, dict) and "input_tokens" in match:
+            match["input_tokens"] = _ordered(match["input_tokens"], "input_tokens")
+        rule["match"] = match
+    action = rule.get("action")
+    if isinstance(action, dict):
+        action = dict(action)
+        if "cheapest" in action:
+            action["cheapest"] = _ordered(action["cheapest"], "cheapest")
+        if isinstance(action.get("split"), list):
+            action["split"] = [_ordered(entry, "split") for entry in action["split"]]
+        rule["action"] = action
+    if "escalation" in rule:
+        rule["escalation"] = _ordered(rule["escalation"], "escalation")
+    return rule
+
+
+def canonical(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` with every mapping's keys in the documented order, for stable bytes."""
+    result = _ordered(document, "document")
+    if isinstance(result.get("rules"), list):
+        result["rules"] = [_canonical_rule(rule) for rule in result["rules"]]
+    return result  # type: ignore[no-any-return]
+
+
 def to_yaml(document: dict[str, Any]) -> str:
-    """The canonical YAML of a document: the same document always gives the same bytes."""
-    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+    """The canonical YAML of a document: equal documents always give the same bytes."""
+    return yaml.safe_dump(canonical(document), sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Refuses a key given twice in one mapping: YAML would silently keep the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"'{key}' is given twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def from_yaml(text: str) -> Any:
-    """Parse YAML; a syntax error becomes a ``DocumentError`` naming the line."""
+    """Parse YAML; a syntax error or a repeated key becomes a ``DocumentError`` naming the line."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "$"

@@ -187,6 +187,8 @@ def edit_version(
 def new_draft(policy: Policy, *, based_on: PolicyVersion | None = None, actor: Any = None) -> PolicyVersion:
     """A draft copied from ``based_on`` (default: the active version, else the latest one)."""
     Policy.objects.select_for_update().get(pk=policy.pk)
+    if based_on is not None and based_on.policy_id != policy.pk:
+        raise ValidationError("That version belongs to another policy.")
     source = based_on or active_version(policy) or policy.versions.order_by("-number").first()
     if source is None:
         raise ValidationError("This policy has no version to start from.")

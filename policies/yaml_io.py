@@ -36,18 +36,6 @@ RESERVED_SLUGS = frozenset({"new"})
 SLUG = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
 IMPORT_SUMMARY = "Imported from YAML"
 
-# The order keys are written in, so a document gives the same bytes whatever order its mappings
-# arrived in (PostgreSQL's jsonb, for one, does not keep key order).
-_KEY_ORDER: dict[str, tuple[str, ...]] = {
-    "document": doc.DOCUMENT_KEYS,
-    "rule": doc.RULE_KEYS,
-    "match": (*doc.MATCH_LISTS, "input_tokens"),
-    "input_tokens": ("min", "max"),
-    "cheapest": ("min_quality", "tier"),
-    "split": ("model_version", "weight"),
-    "escalation": ("complexity", "tier"),
-}
-
 
 @dataclass(frozen=True)
 class PolicyFile:
@@ -60,52 +48,9 @@ class PolicyFile:
     document: dict[str, Any]
 
 
-# --- Canonical form ---------------------------------------------------------------------------
-
-
-def _ordered(mapping: Any, kind: str) -> Any:
-    if not isinstance(mapping, dict):
-        return mapping
-    order = _KEY_ORDER[kind]
-    known = [key for key in order if key in mapping]
-    others = sorted((key for key in mapping if key not in order), key=str)
-    return {key: mapping[key] for key in (*known, *others)}
-
-
-def _canonical_rule(rule: Any) -> Any:
-    rule = _ordered(rule, "rule")
-    if not isinstance(rule, dict):
-        return rule
-    rule = dict(rule)
-    if "match" in rule:
-        match = _ordered(rule["match"], "match")
-        if isinstance(match, dict) and "input_tokens" in match:
-            match["input_tokens"] = _ordered(match["input_tokens"], "input_tokens")
-        rule["match"] = match
-    action = rule.get("action")
-    if isinstance(action, dict):
-        action = dict(action)
-        if "cheapest" in action:
-            action["cheapest"] = _ordered(action["cheapest"], "cheapest")
-        if isinstance(action.get("split"), list):
-            action["split"] = [_ordered(entry, "split") for entry in action["split"]]
-        rule["action"] = action
-    if "escalation" in rule:
-        rule["escalation"] = _ordered(rule["escalation"], "escalation")
-    return rule
-
-
-def canonical(document: dict[str, Any]) -> dict[str, Any]:
-    """``document`` with every mapping's keys in the documented order, for stable bytes."""
-    result = _ordered(document, "document")
-    if isinstance(result.get("rules"), list):
-        result["rules"] = [_canonical_rule(rule) for rule in result["rules"]]
-    return result  # type: ignore[no-any-return]
-
-
 def rules_yaml(document: dict[str, Any]) -> str:
     """A version's rules as YAML, as the version page and the editor's YAML view show them."""
-    return doc.to_yaml(canonical({"rules": document.get("rules", [])}))
+    return doc.to_yaml({"rules": document.get("rules", [])})
 
 
 # --- Export -----------------------------------------------------------------------------------
@@ -120,7 +65,7 @@ def export_yaml(version: PolicyVersion) -> str:
     """The policy file of ``version``: its policy's settings and its rules, canonical YAML."""
     policy = version.policy
     return doc.to_yaml(
-        canonical(
+        doc.canonical(
             {
                 "policy": policy.slug,
                 "name": policy.name,
@@ -207,7 +152,7 @@ def parse(text: str, catalog: doc.Catalog) -> PolicyFile:
         name=data.get("name"),
         description=data.get("description"),
         required_approvals=data.get("required_approvals"),
-        document=canonical({"rules": data["rules"]}),
+        document=doc.canonical({"rules": data["rules"]}),
     )
 
 

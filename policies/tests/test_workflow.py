@@ -359,3 +359,10 @@ def test_impact_preview_replays_recent_requests_against_the_proposal(
     assert impact.active_mix == {services.version_ref(versions[0]): 5}
     assert impact.proposed_mix == {services.version_ref(versions[1]): 5}
     assert impact.changes[0].active == services.version_ref(versions[0])
+
+
+def test_a_draft_cannot_be_based_on_another_policys_version(versions: list[ModelVersion], administrator: User) -> None:
+    mine = draft(versions, administrator)
+    theirs = services.create_policy(name="Other", slug="other", document=document(versions[1]), actor=administrator)
+    with pytest.raises(ValidationError, match="another policy"):
+        services.new_draft(mine.policy, based_on=theirs, actor=administrator)

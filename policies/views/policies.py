@@ -443,7 +443,7 @@ class VersionEditor(EditorBase):
         if op not in ("save", "check"):
             apply_op(op, rules, choices)
             return self._render(request, version, rules, summary=summary, base=base, choices=choices)
-        document = yaml_io.canonical({"rules": rules})
+        document = doc.canonical({"rules": rules})
         problems = doc.validate(document, catalog)
         if problems or op == "check":
             return self._render(
