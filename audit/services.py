@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, connections, models
 
 from audit.context import current_request
 from audit.models import AuditEvent
@@ -53,26 +53,34 @@ def history(obj: models.Model) -> "models.QuerySet[AuditEvent]":
     return AuditEvent.objects.filter(object_type=obj._meta.label_lower, object_id=str(obj.pk))
 
 
+_INSERT_FIELDS = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
+_insert_sql: dict[str, str] = {}
+
+
+def _insert_statement(connection: Any) -> str:
+    """The INSERT for this kind of database, built once."""
+    sql = _insert_sql.get(connection.vendor)
+    if sql is None:
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(field.column) for field in _INSERT_FIELDS)
+        placeholders = ", ".join(["%s"] * len(_INSERT_FIELDS))
+        returning = " RETURNING id" if connection.features.can_return_columns_from_insert else ""
+        sql = f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({columns}) VALUES ({placeholders}){returning}"  # noqa: S608
+        _insert_sql[connection.vendor] = sql
+    return sql
+
+
 def insert(event: AuditEvent) -> AuditEvent:
     """Store a new event with one INSERT, skipping the model-save machinery.
 
     For the routing hot path, where saving through the ORM costs more than the database round
     trip. Each value is still prepared by its own field, so every database gets what it expects.
     """
-    from django.db import connection
-
-    fields = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    table = connection.ops.quote_name(AuditEvent._meta.db_table)
-    values = [field.get_db_prep_save(field.pre_save(event, add=True), connection) for field in fields]
+    connection = connections[DEFAULT_DB_ALIAS]
+    values = [field.get_db_prep_save(field.pre_save(event, add=True), connection) for field in _INSERT_FIELDS]
     with connection.cursor() as cursor:
-        if connection.features.can_return_columns_from_insert:
-            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) RETURNING id", values)  # noqa: S608
-            event.pk = cursor.fetchone()[0]
-        else:
-            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", values)  # noqa: S608
-            event.pk = cursor.lastrowid
+        cursor.execute(_insert_statement(connection), values)
+        event.pk = cursor.fetchone()[0] if connection.features.can_return_columns_from_insert else cursor.lastrowid
     event._state.adding = False
-    event._state.db = connection.alias
+    event._state.db = DEFAULT_DB_ALIAS
     return event

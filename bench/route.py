@@ -49,6 +49,7 @@ def configure(database_url: str) -> dict[str, str]:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "ROUTING_SNAPSHOT_TTL_SECONDS": "1",
         "LOG_LEVEL": "WARNING",
+        "WHITENOISE_AUTOREFRESH": "false",
     }
     os.environ.update(env)
     return env
@@ -263,8 +264,8 @@ def run_wrk(script: Path, connections: int, duration: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per concurrency level")
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed for the end-to-end part: apt-get install wrk")

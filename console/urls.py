@@ -5,13 +5,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from console import views
 
 urlpatterns = [
+    # First: the routing API is on every governed request's path, so it is resolved before the rest.
+    path("api/v1/", include("policies.api.urls")),
     path("", views.home, name="home"),
     path("health/", views.health, name="health"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("registry/", include("registry.urls")),
     path("", include("policies.urls")),
-    path("api/v1/", include("policies.api.urls")),
     path("api/v1/", include("registry.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
