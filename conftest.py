@@ -179,3 +179,17 @@ def fresh_routing_snapshot() -> Iterator[None]:
     holder.clear()
     yield
     holder.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def close_stray_connections(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """Threads (the live server's, the Celery worker's) can leave a connection open at the end,
+    and PostgreSQL will not drop a database in use: end them before pytest-django drops it."""
+    yield
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

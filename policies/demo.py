@@ -145,23 +145,15 @@ def _traffic(now: datetime.datetime) -> int:
     for day in range(TRAFFIC_DAYS, 0, -1):
         for _ in range(TRAFFIC_PER_DAY):
             app = apps[rng.choice(sorted(apps))]
-            wanted = engine.Request(
-                app=app,
-                task_type=rng.choice(TASKS),
-                classification=rng.choice(sorted(app.classifications)),
-                region=rng.choice(["eu", "eu", "us"]),
-                complexity=rng.choice(["low", "low", "medium", "high"]),
-                input_tokens=rng.randint(200, 12_000),
-                max_output_tokens=rng.choice([256, 512, 1024, 2048]),
-            )
             stored = {
-                "task_type": wanted.task_type,
-                "data_classification": wanted.classification,
-                "region": wanted.region,
-                "complexity": wanted.complexity,
-                "input_tokens": wanted.input_tokens,
-                "max_output_tokens": wanted.max_output_tokens,
+                "task_type": rng.choice(TASKS),
+                "data_classification": rng.choice(sorted(app.classifications)),
+                "region": rng.choice(["eu", "eu", "us"]),
+                "complexity": rng.choice(["low", "low", "medium", "high"]),
+                "input_tokens": rng.randint(200, 12_000),
+                "max_output_tokens": rng.choice([256, 512, 1024, 2048]),
             }
+            wanted = engine.Request.from_body(app, stored)
             at = now - datetime.timedelta(days=day, seconds=rng.randint(0, 86_399))
             decisions.decide_and_record(snapshot, wanted, stored_request=stored, at=min(at, timezone.now()))
             count += 1

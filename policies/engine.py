@@ -171,6 +171,23 @@ class Request:
     def output_tokens(self) -> int:
         return DEFAULT_OUTPUT_TOKENS if self.max_output_tokens is None else self.max_output_tokens
 
+    @classmethod
+    def from_body(cls, app: App, body: Mapping[str, Any], request_id: str = "") -> "Request":
+        """A request from the routing API's JSON fields: validated by the API, or as the audit log keeps them."""
+        cost = body.get("max_cost_usd")
+        return cls(
+            app=app,
+            task_type=body["task_type"],
+            classification=body["data_classification"],
+            region=body.get("region"),
+            complexity=body.get("complexity"),
+            input_tokens=body.get("input_tokens") or 0,
+            max_output_tokens=body.get("max_output_tokens"),
+            max_cost_usd=float(cost) if cost is not None else None,
+            max_latency_ms=body.get("max_latency_ms"),
+            request_id=request_id or body.get("request_id") or "",
+        )
+
 
 @dataclass(frozen=True)
 class Decision:

@@ -62,18 +62,8 @@ def _request(event: AuditEvent, app: engine.App) -> engine.Request | None:
     body: dict[str, Any] = (event.data or {}).get("request") or {}
     if "task_type" not in body or "data_classification" not in body:
         return None
-    cost = body.get("max_cost_usd")
-    return engine.Request(
-        app=app,
-        task_type=body["task_type"],
-        classification=body["data_classification"],
-        region=body.get("region"),
-        complexity=body.get("complexity"),
-        input_tokens=body.get("input_tokens") or 0,
-        max_output_tokens=body.get("max_output_tokens"),
-        max_cost_usd=float(cost) if cost is not None else None,
-        max_latency_ms=body.get("max_latency_ms"),
-        request_id=event.request_id or (event.decision_id.hex if event.decision_id else ""),
+    return engine.Request.from_body(
+        app, body, request_id=event.request_id or (event.decision_id.hex if event.decision_id else "")
     )
 
 

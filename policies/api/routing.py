@@ -114,9 +114,8 @@ def parse_route(body: dict[str, Any], app: engine.App, snapshot: engine.Snapshot
                 errors[name] = ["This field is required."]
         elif not isinstance(value, str) or value not in known:
             errors[name] = [f"Unknown value {value!r}; use one of: {', '.join(sorted(known))}."]
-    input_tokens = _int(body, "input_tokens", errors, 0)
-    max_output_tokens = _int(body, "max_output_tokens", errors, 1)
-    max_latency_ms = _int(body, "max_latency_ms", errors, 1)
+    for name, minimum in (("input_tokens", 0), ("max_output_tokens", 1), ("max_latency_ms", 1)):
+        _int(body, name, errors, minimum)
     max_cost = body.get("max_cost_usd")
     if max_cost is not None and (isinstance(max_cost, bool) or not isinstance(max_cost, int | float) or max_cost < 0):
         errors["max_cost_usd"] = ["A number of at least 0."]
@@ -128,18 +127,7 @@ def parse_route(body: dict[str, Any], app: engine.App, snapshot: engine.Snapshot
         errors["metadata"] = [f"A JSON object of at most {MAX_METADATA} bytes."]
     if errors:
         raise ApiError(400, {"detail": "The request has invalid fields.", "errors": errors})
-    return engine.Request(
-        app=app,
-        task_type=body["task_type"],
-        classification=body["data_classification"],
-        region=body.get("region"),
-        complexity=body.get("complexity"),
-        input_tokens=input_tokens or 0,
-        max_output_tokens=max_output_tokens,
-        max_cost_usd=float(max_cost) if max_cost is not None else None,
-        max_latency_ms=max_latency_ms,
-        request_id=request_id or "",
-    )
+    return engine.Request.from_body(app, body)
 
 
 @csrf_exempt
@@ -165,6 +153,21 @@ def route(request: HttpRequest) -> JsonResponse:
     return _answer(answer.status, answer.body, answer.headers)
 
 
+# What an outcome inherits from its decision, so it reads on its own in the audit log.
+ATTRIBUTION = (
+    "request_id",
+    "decision_id",
+    "application_id",
+    "application_name",
+    "team_name",
+    "policy_slug",
+    "policy_version",
+    "rule",
+    "compliance_revision",
+    "classification",
+    "region",
+    "task_type",
+)
 OUTCOME_FIELDS = (
     "model_version_id",
     "status",
@@ -229,20 +232,9 @@ def outcome(request: HttpRequest, decision_id: uuid.UUID) -> JsonResponse:
         actor_name=f"app:{app.slug}",
         actor_ip=context.ip if context else None,
         user_agent=context.user_agent if context else "",
-        request_id=decision.request_id,
-        decision_id=decision.decision_id,
-        application_id=app.id,
-        application_name=app.name,
-        team_name=app.team_name,
-        policy_slug=decision.policy_slug,
-        policy_version=decision.policy_version,
-        rule=decision.rule,
-        compliance_revision=decision.compliance_revision,
+        **{name: getattr(decision, name) for name in ATTRIBUTION},
         model_version_id=version_id,
         model_version_name=version.ref if version else f"{used['provider']}/{used['model']}/{used['version']}",
-        classification=decision.classification,
-        region=decision.region,
-        task_type=decision.task_type,
         data={
             "status": body["status"],
             **counts,
