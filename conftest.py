@@ -193,3 +193,16 @@ def close_stray_connections(django_db_setup: Any, django_db_blocker: Any) -> Ite
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: Any, django_db_blocker: Any) -> None:
+    """The audit tables refuse changes; the test database is flushed between transactional tests,
+    so it runs in maintenance mode. Tests of the refusal turn maintenance off for themselves."""
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            name = connection.settings_dict["NAME"]
+            cursor.execute(f"ALTER DATABASE {connection.ops.quote_name(name)} SET switchboard.audit_maintenance = 'on'")
+            cursor.execute("SET switchboard.audit_maintenance = 'on'")
+        else:
+            cursor.execute("UPDATE audit_maintenance SET allowed = 1")

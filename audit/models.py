@@ -84,3 +84,24 @@ class AuditEvent(models.Model):
         before = self.before or {}
         after = self.after or {}
         return sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+
+
+class AuditSeal(models.Model):
+    """An event's place in the hash chain, assigned after the fact by the sealer.
+
+    Seals live in their own insert-only table so that neither table is ever updated: writers only
+    insert events (nothing orders them on the hot path), and the sealer only inserts seals.
+    """
+
+    sequence = models.PositiveBigIntegerField(unique=True)
+    event = models.OneToOneField(AuditEvent, on_delete=models.PROTECT, related_name="seal")
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+    format = models.PositiveSmallIntegerField(help_text="Version of the canonical encoding (audit.chain.FORMAT).")
+    sealed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["sequence"]
+
+    def __str__(self) -> str:
+        return f"#{self.sequence} {self.hash[:12]}…"

@@ -196,6 +196,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
+    "seal-audit-events": {
+        "task": "audit.tasks.seal_audit_events",
+        "schedule": env_float("AUDIT_SEAL_SECONDS", 5.0),
+    },
     "apply-scheduled-lifecycle": {
         "task": "registry.tasks.apply_scheduled_lifecycle",
         "schedule": env_int("LIFECYCLE_CHECK_SECONDS", 3600),

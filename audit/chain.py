@@ -1,0 +1,47 @@
+"""The hash chain over audit events: canonical encoding and link hashes.
+
+No Django here: the offline verifier (issue 4's ``python -m audit.verify``) uses the same code.
+Each sealed event gets a sequence number and ``hash = SHA-256(previous hash + "\\n" + canonical
+bytes of the event and its sequence)``, so changing, removing or reordering any sealed event
+breaks every link after it.
+"""
+
+import datetime
+import decimal
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+GENESIS = "0" * 64
+FORMAT = 1  # bump when the canonical encoding changes; stored with every seal
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(datetime.UTC)
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    return value
+
+
+def canonical(record: Mapping[str, Any]) -> bytes:
+    """One byte string per record: sorted keys, no spaces, UTF-8, timestamps in UTC."""
+    plain = {key: _plain(value) for key, value in record.items()}
+    return json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def link(previous: str, sequence: int, record: Mapping[str, Any]) -> str:
+    """The hash that seals ``record`` as number ``sequence`` after the event hashed ``previous``."""
+    digest = hashlib.sha256()
+    digest.update(previous.encode())
+    digest.update(b"\n")
+    digest.update(canonical({**record, "_sequence": sequence}))
+    return digest.hexdigest()

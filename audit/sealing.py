@@ -1,0 +1,85 @@
+"""Sealing events into the hash chain, in batches off the hot path, and verifying the chain.
+
+Writers only insert events; a sealer (Celery beat every few seconds, or ``manage.py seal_audit``)
+gives the unsealed ones the next sequence numbers and their link hashes. Sealers run one at a
+time, so the chain has one order.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection, transaction
+
+from audit import chain
+from audit.models import AuditEvent, AuditSeal
+
+SEAL_BATCH = 5_000
+VERIFY_CHUNK = 5_000
+
+
+def record(event: AuditEvent) -> dict[str, Any]:
+    """What a seal covers: every stored field of the event."""
+    return {field.attname: field.value_from_object(event) for field in AuditEvent._meta.concrete_fields}
+
+
+@transaction.atomic
+def seal_batch(batch_size: int = SEAL_BATCH) -> int:
+    """Seal up to ``batch_size`` unsealed events, oldest first; returns how many."""
+    if connection.vendor == "postgresql":
+        # One sealer at a time (a second waits), released at commit.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('switchboard.audit_seal'))")
+    last = AuditSeal.objects.order_by("-sequence").only("sequence", "hash").first()
+    previous, sequence = (last.hash, last.sequence) if last else (chain.GENESIS, 0)
+    seals = []
+    for event in AuditEvent.objects.filter(seal__isnull=True).order_by("id")[:batch_size]:
+        sequence += 1
+        digest = chain.link(previous, sequence, record(event))
+        seals.append(AuditSeal(sequence=sequence, event=event, prev_hash=previous, hash=digest, format=chain.FORMAT))
+        previous = digest
+    AuditSeal.objects.bulk_create(seals)
+    return len(seals)
+
+
+def seal_all(batch_size: int = SEAL_BATCH) -> int:
+    """Seal every unsealed event, batch by batch."""
+    total = 0
+    while sealed := seal_batch(batch_size):
+        total += sealed
+    return total
+
+
+@dataclass(frozen=True)
+class Verification:
+    checked: int
+    unsealed: int
+    problem: str | None  # the first inconsistency, naming its sequence number
+
+    @property
+    def intact(self) -> bool:
+        return self.problem is None
+
+
+def verify() -> Verification:
+    """Recompute the chain from the start; stop at the first sequence that does not hold."""
+    previous, expected, checked = chain.GENESIS, 1, 0
+    seals = AuditSeal.objects.select_related("event").order_by("sequence").iterator(chunk_size=VERIFY_CHUNK)
+    for seal in seals:
+        problem = None
+        if seal.sequence != expected:
+            problem = f"sequence {expected} is missing (the next seal is {seal.sequence})"
+        elif seal.prev_hash != previous:
+            problem = f"sequence {seal.sequence}: its previous hash does not match sequence {expected - 1}"
+        elif chain.link(previous, seal.sequence, record(seal.event)) != seal.hash:
+            problem = (
+                f"sequence {seal.sequence} (event {seal.event_id}): "
+                "its hash does not match the event (one of them was changed)"
+            )
+        if problem:
+            return Verification(checked, _unsealed(), problem)
+        previous, expected, checked = seal.hash, expected + 1, checked + 1
+    return Verification(checked, _unsealed(), None)
+
+
+def _unsealed() -> int:
+    return AuditEvent.objects.filter(seal__isnull=True).count()
