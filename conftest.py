@@ -4,6 +4,7 @@ With ``TESTS_FORBID_SKIPS=true`` (set by ``.ci/run``) a skipped test fails the r
 exercise PostgreSQL-only and browser tests, never quietly pass without them.
 """
 
+import base64
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +25,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: drives Debian's Chromium through Playwright")
     # Tests speak plain HTTP to the test client and live server, and never run collectstatic.
     settings.SECURE_SSL_REDIRECT = False
+    # A throwaway signing key for audit checkpoints (production reads AUDIT_SIGNING_KEY).
+    settings.AUDIT_SIGNING_KEY = base64.b64encode(os.urandom(32)).decode()
     # Every routing call sees the latest registry and policies, so tests need not wait.
     settings.ROUTING_SNAPSHOT_TTL_SECONDS = 0.0
     # Real hashing costs ~0.3 s a user; tests create many users and prove nothing about hashing.

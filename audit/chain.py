@@ -18,11 +18,21 @@ GENESIS = "0" * 64
 FORMAT = 1  # bump when the canonical encoding changes; stored with every seal
 
 
+def timestamp(value: datetime.datetime) -> str:
+    """A moment as it is hashed and signed: UTC, microseconds, "Z"."""
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def checkpoint_message(sequence: int, hash: str, count: int, created_at: str) -> bytes:
+    """The bytes a checkpoint's Ed25519 signature covers (``created_at`` as ``timestamp`` gives it)."""
+    return f"{sequence}:{hash}:{count}:{created_at}".encode()
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(datetime.UTC)
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return timestamp(value)
     if isinstance(value, datetime.date):
         return value.isoformat()
     if isinstance(value, uuid.UUID):

@@ -105,3 +105,25 @@ class AuditSeal(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.sequence} {self.hash[:12]}…"
+
+
+class Checkpoint(models.Model):
+    """A signed statement that the chain had ``count`` events ending in ``hash`` at ``sequence``.
+
+    Signed with an Ed25519 key kept outside the database, so whoever can rewrite the tables (and
+    recompute every hash) still cannot forge a checkpoint: an export or a verifier holding the
+    public key detects the rewrite.
+    """
+
+    sequence = models.PositiveBigIntegerField(unique=True)
+    hash = models.CharField(max_length=64)
+    count = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField()
+    signature = models.CharField(max_length=128, help_text="Ed25519 signature, hex.")
+    public_key = models.CharField(max_length=64, help_text="The signing key's public half, hex.")
+
+    class Meta:
+        ordering = ["sequence"]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.sequence} {self.hash[:12]}…"

@@ -11,7 +11,7 @@ from typing import Any
 from django.db import connection, transaction
 
 from audit import chain
-from audit.models import AuditEvent, AuditSeal
+from audit.models import AuditEvent, AuditSeal, Checkpoint
 
 SEAL_BATCH = 5_000
 VERIFY_CHUNK = 5_000
@@ -78,7 +78,25 @@ def verify() -> Verification:
         if problem:
             return Verification(checked, _unsealed(), problem)
         previous, expected, checked = seal.hash, expected + 1, checked + 1
-    return Verification(checked, _unsealed(), None)
+    return Verification(checked, _unsealed(), _checkpoint_problem())
+
+
+def _checkpoint_problem() -> str | None:
+    """Each checkpoint must name a sealed event's hash and carry a valid signature by the key
+    configured outside the database (not merely the key stored beside it, which a rewriter
+    could replace with their own)."""
+    from audit.checkpoints import public_key_hex, signature_holds
+
+    key = public_key_hex()
+    hashes = dict(
+        AuditSeal.objects.filter(sequence__in=Checkpoint.objects.values("sequence")).values_list("sequence", "hash")
+    )
+    for checkpoint in Checkpoint.objects.order_by("sequence"):
+        if hashes.get(checkpoint.sequence) != checkpoint.hash:
+            return f"checkpoint at sequence {checkpoint.sequence}: the chain there has another hash"
+        if not signature_holds(checkpoint, key):
+            return f"checkpoint at sequence {checkpoint.sequence}: the signature does not hold for the configured key"
+    return None
 
 
 def _unsealed() -> int:

@@ -7,3 +7,12 @@ from audit.sealing import seal_all
 def seal_audit_events() -> int:
     """Seal new audit events; run by beat every few seconds."""
     return seal_all()
+
+
+@shared_task
+def sign_checkpoint() -> int | None:
+    """Sign the chain's end as a checkpoint (beat, every few minutes); returns its sequence."""
+    from audit.checkpoints import make_checkpoint
+
+    checkpoint = make_checkpoint()
+    return checkpoint.sequence if checkpoint else None

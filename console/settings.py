@@ -200,11 +200,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audit.tasks.seal_audit_events",
         "schedule": env_float("AUDIT_SEAL_SECONDS", 5.0),
     },
+    "sign-audit-checkpoint": {
+        "task": "audit.tasks.sign_checkpoint",
+        "schedule": env_float("AUDIT_CHECKPOINT_SECONDS", 300.0),
+    },
     "apply-scheduled-lifecycle": {
         "task": "registry.tasks.apply_scheduled_lifecycle",
         "schedule": env_int("LIFECYCLE_CHECK_SECONDS", 3600),
     },
 }
+
+# The Ed25519 key that signs audit checkpoints, kept outside the database (see audit/checkpoints.py).
+AUDIT_SIGNING_KEY = env_str("AUDIT_SIGNING_KEY")
 
 # How often each process looks for registry, matrix or policy changes (seconds). Changes reach
 # routing within this time; expiry dates are checked on every request regardless.

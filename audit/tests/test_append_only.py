@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.db import DatabaseError, connection, transaction
 
+from audit.checkpoints import make_checkpoint
 from audit.models import AuditEvent, AuditSeal
 from audit.sealing import seal_all
 from audit.services import record_event
@@ -43,7 +44,10 @@ def refused(statement: str, params: tuple[object, ...] = ()) -> bool:
 def test_events_and_seals_can_be_neither_updated_nor_deleted() -> None:
     event = record_event("test.happened", reason="original")
     seal_all()
+    make_checkpoint()
     with maintenance_off():
+        assert refused("UPDATE audit_checkpoint SET hash = 'x'")
+        assert refused("DELETE FROM audit_checkpoint")
         assert refused("UPDATE audit_auditevent SET reason = 'rewritten' WHERE id = %s", (event.pk,))
         assert refused("DELETE FROM audit_auditevent WHERE id = %s", (event.pk,))
         assert refused("UPDATE audit_auditseal SET hash = 'x'")

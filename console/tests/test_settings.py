@@ -73,6 +73,7 @@ def test_deploy_check_is_clean_with_production_values(tmp_path: Path) -> None:
         DEBUG="false",
         SECRET_KEY="a-long-random-production-secret-key-0123456789-abcdefghijklmnopq",
         ALLOWED_HOSTS="switchboard.example.com",
+        AUDIT_SIGNING_KEY="bm90LWEtcmVhbC1rZXktYnV0LTMyLWJ5dGVzLWxvbmc=",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
     )
     assert result.returncode == 0, result.stderr
