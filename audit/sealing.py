@@ -15,6 +15,10 @@ from audit.models import AuditEvent, AuditSeal, Checkpoint
 
 SEAL_BATCH = 5_000
 VERIFY_CHUNK = 5_000
+# Events are sealed in id order, but a transaction can commit after later ids were sealed. The
+# sealer looks this many ids behind the last sealed event for such stragglers, so a batch reads
+# the table's tail, not all of it; a full sweep (seal_audit --full) finds anything older.
+LOOKBACK = 100_000
 
 
 def record(event: AuditEvent) -> dict[str, Any]:
@@ -23,7 +27,7 @@ def record(event: AuditEvent) -> dict[str, Any]:
 
 
 @transaction.atomic
-def seal_batch(batch_size: int = SEAL_BATCH) -> int:
+def seal_batch(batch_size: int = SEAL_BATCH, *, full: bool = False) -> int:
     """Seal up to ``batch_size`` unsealed events, oldest first; returns how many."""
     if connection.vendor == "postgresql":
         # One sealer at a time (a second waits), released at commit.
@@ -31,8 +35,12 @@ def seal_batch(batch_size: int = SEAL_BATCH) -> int:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext('switchboard.audit_seal'))")
     last = AuditSeal.objects.order_by("-sequence").only("sequence", "hash").first()
     previous, sequence = (last.hash, last.sequence) if last else (chain.GENESIS, 0)
+    unsealed = AuditEvent.objects.filter(seal__isnull=True)
+    if not full and last is not None:
+        newest_sealed = AuditSeal.objects.filter(sequence=last.sequence).values_list("event_id", flat=True)[0]
+        unsealed = unsealed.filter(id__gt=newest_sealed - LOOKBACK)
     seals = []
-    for event in AuditEvent.objects.filter(seal__isnull=True).order_by("id")[:batch_size]:
+    for event in unsealed.order_by("id")[:batch_size]:
         sequence += 1
         digest = chain.link(previous, sequence, record(event))
         seals.append(AuditSeal(sequence=sequence, event=event, prev_hash=previous, hash=digest, format=chain.FORMAT))
@@ -41,10 +49,10 @@ def seal_batch(batch_size: int = SEAL_BATCH) -> int:
     return len(seals)
 
 
-def seal_all(batch_size: int = SEAL_BATCH) -> int:
-    """Seal every unsealed event, batch by batch."""
+def seal_all(batch_size: int = SEAL_BATCH, *, full: bool = False) -> int:
+    """Seal every unsealed event, batch by batch (``full``: look through the whole table)."""
     total = 0
-    while sealed := seal_batch(batch_size):
+    while sealed := seal_batch(batch_size, full=full):
         total += sealed
     return total
 

@@ -104,3 +104,19 @@ def test_beat_seals_through_the_worker(task_runner: str) -> None:
     seal_audit_events.delay()
     assert wait_for(lambda: AuditSeal.objects.count() == 4), task_runner
     assert verify().intact
+
+
+def test_a_straggler_far_behind_the_tail_is_sealed_by_a_full_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    from audit import sealing
+
+    straggler, *_later = events(4)
+    seal_all()
+    with behind_the_triggers_back() as cursor:  # as if its transaction had committed late
+        cursor.execute("DELETE FROM audit_auditseal WHERE event_id = %s", (straggler.pk,))
+    monkeypatch.setattr(sealing, "LOOKBACK", 1)
+    new = events(1)[0]
+    assert seal_all() == 1  # the tail only: the new event
+    assert AuditSeal.objects.filter(event=new).exists()
+    assert not AuditSeal.objects.filter(event=straggler).exists()
+    assert seal_all(full=True) == 1
+    assert AuditSeal.objects.filter(event=straggler).exists()
