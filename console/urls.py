@@ -13,6 +13,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("registry/", include("registry.urls")),
     path("", include("policies.urls")),
+    path("audit/", include("audit.urls")),
+    path("api/v1/audit/", include("audit.api.urls")),
     path("api/v1/", include("registry.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
