@@ -30,22 +30,23 @@ def checkpoint_message(sequence: int, hash: str, count: int, created_at: str) ->
     return f"{sequence}:{hash}:{count}:{created_at}".encode()
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime.datetime):
-        return timestamp(value)
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    return value
+# Values JSON cannot hold, by exact type (a dictionary lookup per value, not a chain of checks:
+# verification encodes every field of every event).
+_CONVERT: dict[type, Any] = {
+    datetime.datetime: timestamp,
+    datetime.date: datetime.date.isoformat,
+    uuid.UUID: str,
+    decimal.Decimal: str,
+}
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical(record: Mapping[str, Any]) -> bytes:
     """One byte string per record: sorted keys, no spaces, UTF-8, timestamps in UTC."""
-    plain = {key: _plain(value) for key, value in record.items()}
-    return json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    plain = {
+        key: (convert(value) if (convert := _CONVERT.get(type(value))) else value) for key, value in record.items()
+    }
+    return _ENCODER.encode(plain).encode()
 
 
 def link(previous: str, sequence: int, record: Mapping[str, Any]) -> str:

@@ -21,9 +21,12 @@ VERIFY_CHUNK = 5_000
 LOOKBACK = 100_000
 
 
+RECORD_FIELDS = [field.attname for field in AuditEvent._meta.concrete_fields]
+
+
 def record(event: AuditEvent) -> dict[str, Any]:
     """What a seal covers: every stored field of the event."""
-    return {field.attname: field.value_from_object(event) for field in AuditEvent._meta.concrete_fields}
+    return {name: getattr(event, name) for name in RECORD_FIELDS}
 
 
 @transaction.atomic
@@ -40,10 +43,13 @@ def seal_batch(batch_size: int = SEAL_BATCH, *, full: bool = False) -> int:
         newest_sealed = AuditSeal.objects.filter(sequence=last.sequence).values_list("event_id", flat=True)[0]
         unsealed = unsealed.filter(id__gt=newest_sealed - LOOKBACK)
     seals = []
-    for event in unsealed.order_by("id")[:batch_size]:
+    for row in unsealed.order_by("id").values_list(*RECORD_FIELDS)[:batch_size]:
         sequence += 1
-        digest = chain.link(previous, sequence, record(event))
-        seals.append(AuditSeal(sequence=sequence, event=event, prev_hash=previous, hash=digest, format=chain.FORMAT))
+        event = dict(zip(RECORD_FIELDS, row, strict=True))  # plain rows: no model instances to build
+        digest = chain.link(previous, sequence, event)
+        seals.append(
+            AuditSeal(sequence=sequence, event_id=event["id"], prev_hash=previous, hash=digest, format=chain.FORMAT)
+        )
         previous = digest
     AuditSeal.objects.bulk_create(seals)
     return len(seals)
@@ -71,21 +77,21 @@ class Verification:
 def verify() -> Verification:
     """Recompute the chain from the start; stop at the first sequence that does not hold."""
     previous, expected, checked = chain.GENESIS, 1, 0
-    seals = AuditSeal.objects.select_related("event").order_by("sequence").iterator(chunk_size=VERIFY_CHUNK)
-    for seal in seals:
+    columns = ["sequence", "prev_hash", "hash", *(f"event__{name}" for name in RECORD_FIELDS)]
+    rows = AuditSeal.objects.order_by("sequence").values_list(*columns).iterator(chunk_size=VERIFY_CHUNK)
+    for sequence, prev_hash, digest, *values in rows:
         problem = None
-        if seal.sequence != expected:
-            problem = f"sequence {expected} is missing (the next seal is {seal.sequence})"
-        elif seal.prev_hash != previous:
-            problem = f"sequence {seal.sequence}: its previous hash does not match sequence {expected - 1}"
-        elif chain.link(previous, seal.sequence, record(seal.event)) != seal.hash:
+        if sequence != expected:
+            problem = f"sequence {expected} is missing (the next seal is {sequence})"
+        elif prev_hash != previous:
+            problem = f"sequence {sequence}: its previous hash does not match sequence {expected - 1}"
+        elif chain.link(previous, sequence, dict(zip(RECORD_FIELDS, values, strict=True))) != digest:
             problem = (
-                f"sequence {seal.sequence} (event {seal.event_id}): "
-                "its hash does not match the event (one of them was changed)"
+                f"sequence {sequence} (event {values[0]}): its hash does not match the event (one of them was changed)"
             )
         if problem:
             return Verification(checked, _unsealed(), problem)
-        previous, expected, checked = seal.hash, expected + 1, checked + 1
+        previous, expected, checked = digest, expected + 1, checked + 1
     return Verification(checked, _unsealed(), _checkpoint_problem())
 
 
