@@ -3,6 +3,7 @@
 import json
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -10,7 +11,7 @@ from django.views.decorators.http import require_safe
 from django.views.generic import DetailView
 
 from audit.filters import AuditEventFilter
-from audit.models import AuditEvent
+from audit.models import AuditEvent, AuditSeal, Checkpoint
 from console.views import RolePermissionMixin, require_permission
 from policies.models import PolicyVersion
 from registry.models import ModelVersion
@@ -28,8 +29,24 @@ def event_list(request: HttpRequest) -> HttpResponse:
     queryset = AuditEvent.objects.select_related("seal").order_by("-occurred_at", "-id")
     event_filter = AuditEventFilter(request.GET or None, queryset=queryset)
     page = Paginator(event_filter.qs, PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"filter": event_filter, "page": page, "query": querystring(request)}
+    context = {"filter": event_filter, "page": page, "query": querystring(request), "ledger": ledger_facts()}
     return render(request, "audit/event_list.html", context)
+
+
+def ledger_facts() -> dict[str, Any]:
+    """What lets anyone check the ledger offline: the signing key's public half, the newest
+    signed checkpoint, and whether anything waits to be sealed (two cheap queries)."""
+    from audit.checkpoints import public_key_hex
+
+    try:
+        public_key = public_key_hex()
+    except ImproperlyConfigured:
+        public_key = None
+    return {
+        "public_key": public_key,
+        "checkpoint": Checkpoint.objects.order_by("-sequence").first(),
+        "last_sequence": AuditSeal.objects.order_by("-sequence").values_list("sequence", flat=True).first(),
+    }
 
 
 class EventDetail(RolePermissionMixin, DetailView):  # type: ignore[type-arg]
