@@ -54,6 +54,7 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
+        permissions = [("export_auditevent", "Can read the audit log in bulk: its API and its exports")]
         # Each index costs every insert, and the routing API inserts on every request: only what
         # lookups need (a decision's request id is covered by the unique constraint below).
         indexes = [

@@ -21,9 +21,9 @@ READABLE_APPS = ("registry", "policies", "audit")
 ADMINISTERED_APPS = ("registry", "policies")
 # Further permissions per role, as "app_label.codename"; custom ones are declared in model Meta.
 EXTRA_PERMISSIONS: dict[str, tuple[str, ...]] = {
-    ADMINISTRATOR: (),
+    ADMINISTRATOR: ("audit.export_auditevent",),
     REVIEWER: ("policies.review_policyversion", "policies.review_compliancerequest"),
-    AUDITOR: (),
+    AUDITOR: ("audit.export_auditevent",),
 }
 # Reviewing is the reviewers' alone: administrators write changes, so they never approve them.
 REVIEW_PREFIX = "review_"

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from audit import export_views
 from console import views
 
 urlpatterns = [
@@ -13,6 +14,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("registry/", include("registry.urls")),
     path("", include("policies.urls")),
+    path("audit/export/", export_views.export_download, name="audit-export"),
+    path("audit/export/manifest/", export_views.export_manifest, name="audit-export-manifest"),
     path("audit/", include("audit.urls")),
     path("api/v1/audit/", include("audit.api.urls")),
     path("api/v1/", include("registry.api.urls")),

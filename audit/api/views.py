@@ -7,7 +7,7 @@ roles that answer for it, so this endpoint also asks for the role itself.
 from typing import Any
 
 from django_filters.rest_framework import DjangoFilterBackend
-from rest_framework import authentication, exceptions, mixins, permissions, viewsets
+from rest_framework import authentication, exceptions, mixins, viewsets
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 
@@ -15,9 +15,6 @@ from audit.api.serializers import AuditEventSerializer
 from audit.filters import AuditEventFilter
 from audit.models import AuditEvent
 from console.permissions import RolePermission
-from console.roles import ADMINISTRATOR, AUDITOR
-
-LOG_READERS = (ADMINISTRATOR, AUDITOR)
 
 
 class EventCursorPagination(CursorPagination):
@@ -27,19 +24,9 @@ class EventCursorPagination(CursorPagination):
     page_size = 100
 
 
-class IsLogReader(permissions.BasePermission):
-    """Only administrators and auditors read the log in bulk."""
-
-    message = "Only auditors and administrators may read the audit log through the API."
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return is_log_reader(request.user)
-
-
 def is_log_reader(user: Any) -> bool:
-    if not (user and user.is_authenticated):
-        return False
-    return bool(user.groups.filter(name__in=LOG_READERS).exists())
+    """Administrators and auditors read the log in bulk (the export permission); reviewers do not."""
+    return bool(user and user.is_authenticated and user.has_perm("audit.export_auditevent"))
 
 
 class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
@@ -53,12 +40,13 @@ class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):  # type
     pagination_class = EventCursorPagination
     # Users only: an application's API key (Bearer) is not a user and gets 401 here.
     authentication_classes = [authentication.TokenAuthentication, authentication.SessionAuthentication]
-    permission_classes = [RolePermission, IsLogReader]
-    required_permissions = {"GET": ("audit.view_auditevent",)}
+    permission_classes = [RolePermission]
+    # Every method needs them, so others get 403 (not 405) for writes; readers get 405 below.
+    required_permissions = {"*": ("audit.view_auditevent", "audit.export_auditevent")}
 
     def check_permissions(self, request: Request) -> None:
         """A write is 405 for those who may read the log (nothing here changes), 403 or 401 for others."""
         unoffered = getattr(self, "action", None) is None and request.method not in ("OPTIONS", "HEAD")
-        if unoffered and is_log_reader(request.user) and request.user.has_perms(self.required_permissions["GET"]):
+        if unoffered and is_log_reader(request.user) and request.user.has_perms(self.required_permissions["*"]):
             raise exceptions.MethodNotAllowed(request.method or "")
         super().check_permissions(request)

@@ -24,12 +24,17 @@ def test_administrator_edits_the_registry_but_not_the_audit_log() -> None:
     granted = perms(ADMINISTRATOR)
     assert {"registry.add_modelversion", "registry.change_compliancecell", "registry.delete_provider"} <= granted
     assert "audit.view_auditevent" in granted
-    assert not {p for p in granted if p.startswith("audit.") and not p.startswith("audit.view_")}
+    assert {p for p in granted if p.startswith("audit.") and not p.startswith("audit.view_")} == {
+        "audit.export_auditevent"
+    }
 
 
 @pytest.mark.parametrize(
     ("role", "beyond_reading"),
-    [(REVIEWER, {"policies.review_policyversion", "policies.review_compliancerequest"}), (AUDITOR, set())],
+    [
+        (REVIEWER, {"policies.review_policyversion", "policies.review_compliancerequest"}),
+        (AUDITOR, {"audit.export_auditevent"}),
+    ],
 )
 def test_reviewers_and_auditors_read_and_reviewers_also_review(role: str, beyond_reading: set[str]) -> None:
     granted = perms(role)
@@ -42,7 +47,7 @@ def test_sync_is_idempotent_and_repairs_drift() -> None:
     auditors.permissions.clear()
     sync_roles()
     sync_roles()
-    assert perms(AUDITOR) == {p for p in perms(AUDITOR) if ".view_" in p}
+    assert {p for p in perms(AUDITOR) if ".view_" not in p} == {"audit.export_auditevent"}
     assert "registry.view_compliancecell" in perms(AUDITOR)
 
 

@@ -1,0 +1,239 @@
+"""Streaming exports of the sealed audit log, as JSONL or CSV, with a manifest to verify them offline.
+
+Only sealed events are exported: an unsealed event has no place in the chain yet, so nothing in
+the file could prove it was not changed. Rows are read through a server-side cursor (on
+PostgreSQL) and encoded one at a time, so an export of any size runs in constant memory. Each row
+is the exact record the seal covers plus ``_sequence``, ``_hash`` and ``_prev_hash``, which is
+everything ``python -m audit.verify`` needs.
+"""
+
+import csv
+import dataclasses
+import datetime
+import hashlib
+import io
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from audit import chain, verify
+from audit.models import AuditEvent, AuditSeal
+from audit.sealing import record
+from audit.services import record_event
+
+CHUNK_SIZE = 2_000
+FORMATS = ("jsonl", "csv")
+RECORD_FIELDS = [field.attname for field in AuditEvent._meta.concrete_fields]
+COLUMNS = [*RECORD_FIELDS, *verify.SEAL_COLUMNS]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportFilters:
+    """What to export. Times are a half-open range [since, until); sequences are inclusive."""
+
+    since: datetime.datetime | None = None
+    until: datetime.datetime | None = None
+    kind: str = ""
+    application_name: str = ""
+    model_version_id: int | None = None
+    classification: str = ""
+    sequence_from: int | None = None
+    sequence_to: int | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> "ExportFilters":
+        """Read filters from query parameters; a bad value raises ``ValueError`` naming the parameter."""
+        values: dict[str, Any] = {}
+        for item in dataclasses.fields(cls):
+            text = (params.get(item.name) or "").strip()
+            if not text:
+                continue
+            if item.name in {"since", "until"}:
+                moment = parse_datetime(text)
+                if moment is None:
+                    raise ValueError(f"{item.name}: not a date and time (use ISO 8601)")
+                values[item.name] = moment if timezone.is_aware(moment) else timezone.make_aware(moment)
+            elif item.name in {"model_version_id", "sequence_from", "sequence_to"}:
+                if not text.isdigit():
+                    raise ValueError(f"{item.name}: not a whole number")
+                values[item.name] = int(text)
+            else:
+                values[item.name] = text
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The filters that are set, as JSON values (for the audit event and the manifest)."""
+        return {
+            key: chain_value(value)
+            for key, value in dataclasses.asdict(self).items()
+            if value is not None and value != ""
+        }
+
+    def describe(self) -> str:
+        return ", ".join(f"{key}={value}" for key, value in self.as_dict().items()) or "everything sealed"
+
+    def query(self) -> Q:
+        q = Q()
+        for name, lookup in (("since", "event__occurred_at__gte"), ("until", "event__occurred_at__lt")):
+            if getattr(self, name) is not None:
+                q &= Q(**{lookup: getattr(self, name)})
+        for name in ("kind", "application_name", "model_version_id", "classification"):
+            value = getattr(self, name)
+            if value is not None and value != "":
+                q &= Q(**{f"event__{name}": value})
+        if self.sequence_from is not None:
+            q &= Q(sequence__gte=self.sequence_from)
+        if self.sequence_to is not None:
+            q &= Q(sequence__lte=self.sequence_to)
+        return q
+
+
+def chain_value(value: Any) -> Any:
+    """A value as the canonical encoding renders it (datetimes in UTC with microseconds, UUIDs as text)."""
+    return json.loads(chain.canonical({"v": value}))["v"]
+
+
+def seals(filters: ExportFilters) -> "QuerySet[AuditSeal]":
+    return AuditSeal.objects.select_related("event").filter(filters.query()).order_by("sequence")
+
+
+def export_row(seal: AuditSeal) -> dict[str, Any]:
+    """The record the seal covers, rendered as the chain renders it, then the seal's own columns."""
+    plain = json.loads(chain.canonical(record(seal.event)))
+    return {
+        **{name: plain[name] for name in RECORD_FIELDS},
+        "_sequence": seal.sequence,
+        "_hash": seal.hash,
+        "_prev_hash": seal.prev_hash,
+    }
+
+
+def _jsonl(row: dict[str, Any]) -> bytes:
+    return json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+def _csv(cells: list[str]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    return buffer.getvalue().encode()
+
+
+def _csv_row(row: dict[str, Any]) -> bytes:
+    return _csv([verify.encode_cell(verify.FIELDS.get(name, "str"), row[name]) for name in COLUMNS])
+
+
+@dataclasses.dataclass
+class Summary:
+    """What the manifest says about the bytes that went out, gathered while they stream."""
+
+    rows: int = 0
+    first_sequence: int | None = None
+    first_hash: str | None = None
+    last_sequence: int | None = None
+    last_hash: str | None = None
+    sha256: Any = dataclasses.field(default_factory=hashlib.sha256)
+
+    def add(self, chunk: bytes, seal: AuditSeal | None = None) -> None:
+        self.sha256.update(chunk)
+        if seal is None:
+            return
+        if self.first_sequence is None:
+            self.first_sequence, self.first_hash = seal.sequence, seal.hash
+        self.last_sequence, self.last_hash = seal.sequence, seal.hash
+        self.rows += 1
+
+
+def stream(format: str, filters: ExportFilters, summary: Summary | None = None) -> Iterator[bytes]:
+    """The export's bytes, one line at a time, in sequence order; fills ``summary`` as it goes."""
+    if format not in FORMATS:
+        raise ValueError(f"format: one of {', '.join(FORMATS)}")
+    summary = summary if summary is not None else Summary()
+    encode = _jsonl if format == "jsonl" else _csv_row
+    if format == "csv":
+        header = _csv(COLUMNS)
+        summary.add(header)
+        yield header
+    for seal in seals(filters).iterator(chunk_size=CHUNK_SIZE):
+        line = encode(export_row(seal))
+        summary.add(line, seal)
+        yield line
+
+
+def start_export(format: str, filters: ExportFilters, actor: Any = None) -> AuditEvent:
+    """Every export is itself audited, when it starts (so an export cut off halfway still shows)."""
+    return record_event(
+        "audit.exported",
+        reason=f"{format} export of {filters.describe()}",
+        after={"format": format, "filters": filters.as_dict()},
+        actor=actor,
+    )
+
+
+def _checkpoint(last_sequence: int | None) -> dict[str, Any] | None:
+    """The signed checkpoint covering the export's last event, when checkpoints exist."""
+    try:
+        from audit.checkpoints import covering  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    if last_sequence is None:
+        return None
+    found = covering(last_sequence)
+    if found is None:
+        return None
+    return {
+        "sequence": found.sequence,
+        "hash": found.hash,
+        "count": found.count,
+        # Exactly as the signed message spells it (audit.chain.checkpoint_message).
+        "created_at": (
+            chain.timestamp(found.created_at)
+            if isinstance(found.created_at, datetime.datetime)
+            else str(found.created_at)
+        ),
+        "signature": found.signature,
+        "public_key": found.public_key,
+    }
+
+
+def manifest(format: str, filters: ExportFilters, summary: Summary) -> dict[str, Any]:
+    return {
+        "format": format,
+        "filters": filters.as_dict(),
+        "rows": summary.rows,
+        "first_sequence": summary.first_sequence,
+        "first_hash": summary.first_hash,
+        "last_sequence": summary.last_sequence,
+        "last_hash": summary.last_hash,
+        "sha256": summary.sha256.hexdigest(),
+        "created_at": chain_value(timezone.now()),
+        "chain_format": chain.FORMAT,
+        "checkpoint": _checkpoint(summary.last_sequence),
+    }
+
+
+def manifest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".manifest.json")
+
+
+def write_export(path: str | Path, format: str, filters: ExportFilters, actor: Any = None) -> dict[str, Any]:
+    """Write the export to ``path`` and its manifest beside it (``<path>.manifest.json``); return the manifest.
+
+    For large exports run as a background job. The caller picks the file name; the verifier
+    reads the format from its extension, so it should end in ``.jsonl`` or ``.csv``.
+    """
+    path = Path(path)
+    if format not in FORMATS:
+        raise ValueError(f"format: one of {', '.join(FORMATS)}")
+    start_export(format, filters, actor=actor)
+    summary = Summary()
+    with path.open("wb") as handle:
+        for chunk in stream(format, filters, summary):
+            handle.write(chunk)
+    result = manifest(format, filters, summary)
+    manifest_path(path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result

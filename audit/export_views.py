@@ -1,0 +1,73 @@
+"""Download views for audit exports: the streamed file, and the manifest that lets it be verified offline.
+
+Exporting reads the whole log, so only administrators and auditors may do it, even though
+reviewers can view events one by one. The download pins the last sequence it covers (when the
+request did not) and names it in the file name and the ``X-Audit-Sequence-To`` header: the manifest
+view, asked with the same parameters, then describes exactly the same bytes.
+"""
+
+import dataclasses
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse, StreamingHttpResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from audit import export
+from audit.models import AuditEvent, AuditSeal
+from console.views import require_permission
+
+CONTENT_TYPES = {"jsonl": "application/x-ndjson; charset=utf-8", "csv": "text/csv; charset=utf-8"}
+
+
+def _require_exporter(request: HttpRequest) -> None:
+    require_permission(request, AuditEvent, "view")
+    require_permission(request, AuditEvent, "export")
+
+
+def _parse(request: HttpRequest) -> tuple[str, export.ExportFilters]:
+    format = request.GET.get("format", "jsonl")
+    if format not in export.FORMATS:
+        raise ValueError(f"format: one of {', '.join(export.FORMATS)}")
+    return format, export.ExportFilters.from_params(request.GET)
+
+
+def _pinned(filters: export.ExportFilters) -> export.ExportFilters:
+    """Fix the end of the export now, so events sealed while it streams do not change what it is."""
+    if filters.sequence_to is not None:
+        return filters
+    last = AuditSeal.objects.order_by("-sequence").values_list("sequence", flat=True).first()
+    return dataclasses.replace(filters, sequence_to=last or 0)
+
+
+@require_GET
+def export_download(request: HttpRequest) -> HttpResponse:
+    """Stream the sealed events that match the filters; the export is audited before the first byte."""
+    _require_exporter(request)
+    try:
+        format, filters = _parse(request)
+    except ValueError as error:
+        return HttpResponseBadRequest(str(error))
+    filters = _pinned(filters)
+    export.start_export(format, filters, actor=request.user)
+    response = StreamingHttpResponse(export.stream(format, filters), content_type=CONTENT_TYPES[format])
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+    response["Content-Disposition"] = f'attachment; filename="audit-{stamp}-to-{filters.sequence_to}.{format}"'
+    response["X-Audit-Sequence-To"] = str(filters.sequence_to)
+    return response
+
+
+@require_GET
+def export_manifest(request: HttpRequest) -> HttpResponse:
+    """The manifest of the export with the same parameters (include ``sequence_to`` from the download)."""
+    _require_exporter(request)
+    try:
+        format, filters = _parse(request)
+    except ValueError as error:
+        return HttpResponseBadRequest(str(error))
+    filters = _pinned(filters)
+    summary = export.Summary()
+    for _chunk in export.stream(format, filters, summary):
+        pass
+    body: dict[str, Any] = export.manifest(format, filters, summary)
+    return JsonResponse(body, json_dumps_params={"indent": 2})

@@ -1,0 +1,275 @@
+"""Verify an audit export offline: ``python -m audit.verify FILE [--manifest MANIFEST] [--complete]``.
+
+An auditor runs this on their own machine, away from the system that wrote the log, so it imports
+nothing but the standard library and ``audit.chain`` (the same hashing code the sealer uses) and
+needs no Django settings. It recomputes every row's link hash, checks that consecutive rows link,
+and, given the manifest, that the file is the one the manifest describes. Exit status 0 means
+consistent; 1 names the first inconsistency by sequence number and line.
+"""
+
+import argparse
+import csv
+import hashlib
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audit import chain
+
+# How a CSV cell turns back into the value the seal covered, per AuditEvent column in model field
+# order. CSV has only text, so without this an int, a null and an empty string would look alike.
+# "int"/"str"/"json" with "?" when the column is nullable (an empty cell is then None).
+# A test keeps this in step with the model; a column this verifier does not know is an error.
+FIELDS: dict[str, str] = {
+    "id": "int",
+    "occurred_at": "str",
+    "kind": "str",
+    "actor_id": "int?",
+    "actor_name": "str",
+    "actor_ip": "str?",
+    "user_agent": "str",
+    "request_id": "str",
+    "object_type": "str",
+    "object_id": "str",
+    "object_repr": "str",
+    "before": "json?",
+    "after": "json?",
+    "reason": "str",
+    "decision_id": "str?",
+    "application_id": "int?",
+    "application_name": "str",
+    "team_name": "str",
+    "policy_slug": "str",
+    "policy_version": "int?",
+    "rule": "str",
+    "compliance_revision": "int?",
+    "model_version_id": "int?",
+    "model_version_name": "str",
+    "classification": "str",
+    "region": "str",
+    "task_type": "str",
+    "data": "json?",
+    "schema_version": "int",
+}
+SEAL_COLUMNS = ("_sequence", "_hash", "_prev_hash")
+FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
+
+
+class Inconsistent(Exception):
+    """The first thing in the export that does not hold; the message names sequence and line."""
+
+
+@dataclass
+class Row:
+    line: int
+    sequence: int
+    hash: str
+    prev_hash: str
+    record: dict[str, Any]
+
+
+def encode_cell(kind: str, value: Any) -> str:
+    """A record value as CSV text; the inverse of ``decode_cell`` (the exporter uses it too)."""
+    if value is None:
+        return ""
+    if kind.startswith("json"):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return str(value)
+
+
+def decode_cell(kind: str, text: str) -> Any:
+    if text == "" and kind.endswith("?"):
+        return None
+    if kind.startswith("int"):
+        return int(text)
+    if kind.startswith("json"):
+        return json.loads(text)
+    return text
+
+
+def _seal_values(row: dict[str, Any], line: int) -> tuple[int, str, str]:
+    try:
+        return int(row["_sequence"]), str(row["_hash"]), str(row["_prev_hash"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise Inconsistent(f"line {line}: the row has no readable _sequence, _hash and _prev_hash ({error})") from None
+
+
+def read_jsonl(path: Path) -> Iterator[Row]:
+    with path.open(encoding="utf-8") as lines:
+        for number, text in enumerate(lines, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise Inconsistent(f"line {number}: not a JSON object ({error})") from None
+            if not isinstance(row, dict):
+                raise Inconsistent(f"line {number}: not a JSON object")
+            sequence, digest, previous = _seal_values(row, number)
+            record = {key: value for key, value in row.items() if key not in SEAL_COLUMNS}
+            yield Row(number, sequence, digest, previous, record)
+
+
+def read_csv(path: Path) -> Iterator[Row]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return
+        unknown = [name for name in header if name not in FIELDS and name not in SEAL_COLUMNS]
+        if unknown:
+            raise Inconsistent(f"line 1: columns this verifier does not know: {', '.join(unknown)}")
+        end_of_previous = reader.line_num
+        for cells in reader:
+            line = end_of_previous + 1  # the row's first physical line (a quoted cell may span several)
+            end_of_previous = reader.line_num
+            if not cells:
+                continue  # a blank line holds no row (the manifest's file hash still covers it)
+            if len(cells) != len(header):
+                raise Inconsistent(f"line {line}: {len(cells)} cells for {len(header)} columns")
+            row = dict(zip(header, cells, strict=True))
+            sequence, digest, previous = _seal_values(row, line)
+            try:
+                record = {name: decode_cell(FIELDS[name], row[name]) for name in header if name in FIELDS}
+            except ValueError as error:
+                raise Inconsistent(f"sequence {sequence} (line {line}): a cell cannot be read ({error})") from None
+            yield Row(line, sequence, digest, previous, record)
+
+
+@dataclass
+class Result:
+    rows: int = 0
+    first: Row | None = None
+    last: Row | None = None
+    hashes: dict[int, str] = field(default_factory=dict)  # only the ones a checkpoint may ask about
+    notes: list[str] = field(default_factory=list)
+
+
+def check_rows(rows: Iterator[Row], *, complete: bool, keep: frozenset[int] = frozenset()) -> Result:
+    """Every row hashes to its seal, and each row links to the one before it when they are consecutive."""
+    result = Result()
+    previous: Row | None = None
+    for row in rows:
+        where = f"sequence {row.sequence} (line {row.line})"
+        if chain.link(row.prev_hash, row.sequence, row.record) != row.hash:
+            raise Inconsistent(f"{where}: its hash does not match its record (the row was changed)")
+        if row.sequence == 1 and row.prev_hash != chain.GENESIS:
+            raise Inconsistent(f"{where}: the first event of the chain must follow the genesis hash")
+        if previous is not None:
+            if row.sequence <= previous.sequence:
+                raise Inconsistent(f"{where}: follows sequence {previous.sequence}; rows are out of order")
+            if row.sequence == previous.sequence + 1:
+                if row.prev_hash != previous.hash:
+                    raise Inconsistent(f"{where}: its previous hash is not the hash of sequence {previous.sequence}")
+            elif complete:
+                raise Inconsistent(f"{where}: follows sequence {previous.sequence}; rows are missing")
+            else:
+                result.notes.append(f"filtered: sequence {row.sequence} follows {previous.sequence}")
+        if row.sequence in keep:
+            result.hashes[row.sequence] = row.hash
+        result.first = result.first or row
+        result.last, previous = row, row
+        result.rows += 1
+    return result
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_manifest(manifest: dict[str, Any], result: Result, path: Path, format: str) -> list[str]:
+    """The file is the one the manifest describes; returns notes about what could not be checked."""
+    expected = {
+        "format": format,
+        "rows": result.rows,
+        "first_sequence": result.first.sequence if result.first else None,
+        "first_hash": result.first.hash if result.first else None,
+        "last_sequence": result.last.sequence if result.last else None,
+        "last_hash": result.last.hash if result.last else None,
+    }
+    for key, found in expected.items():
+        if manifest.get(key) != found:
+            where = f"sequence {result.last.sequence}: " if result.last and key.startswith("last") else ""
+            raise Inconsistent(f"{where}manifest {key} is {manifest.get(key)!r}, the file has {found!r}")
+    if manifest.get("sha256") != file_sha256(path):
+        raise Inconsistent("the file's SHA-256 does not match the manifest (the file was changed)")
+    checkpoint = manifest.get("checkpoint")
+    return check_checkpoint(checkpoint, result) if checkpoint else ["checkpoint: none in the manifest"]
+
+
+def check_checkpoint(checkpoint: dict[str, Any], result: Result) -> list[str]:
+    notes = []
+    sequence = checkpoint.get("sequence")
+    if sequence in result.hashes:
+        if result.hashes[sequence] != checkpoint.get("hash"):
+            raise Inconsistent(f"sequence {sequence}: its hash is not the one the checkpoint signed")
+        notes.append(f"checkpoint: sequence {sequence} matches the export")
+    else:
+        notes.append(f"checkpoint: sequence {sequence} is not in this export; its hash was not compared")
+    notes.append(check_signature(checkpoint))
+    return notes
+
+
+def check_signature(checkpoint: dict[str, Any]) -> str:
+    """Ed25519 over "sequence:hash:count:created_at", when the manifest and this machine allow it."""
+    signature, public_key = checkpoint.get("signature"), checkpoint.get("public_key")
+    if not signature or not public_key:
+        return "checkpoint signature: not checked (the checkpoint carries no signature)"
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError:
+        return "checkpoint signature: not checked (install the cryptography package to check it)"
+    message = f"{checkpoint['sequence']}:{checkpoint['hash']}:{checkpoint['count']}:{checkpoint['created_at']}"
+    try:
+        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key))
+        key.verify(bytes.fromhex(signature), message.encode())
+    except (InvalidSignature, ValueError):
+        raise Inconsistent(f"sequence {checkpoint['sequence']}: the checkpoint signature does not verify") from None
+    return "checkpoint signature: valid"
+
+
+def verify_file(path: Path, manifest_path: Path | None = None, *, complete: bool = False) -> list[str]:
+    """Check an export (and its manifest); returns the report lines, raises ``Inconsistent``."""
+    format = FORMATS.get(path.suffix.lower())
+    if format is None:
+        raise Inconsistent(f"{path.name}: unknown format (expected {' or '.join(FORMATS)})")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path else None
+    checkpoint = (manifest or {}).get("checkpoint") or {}
+    keep = frozenset([checkpoint["sequence"]]) if isinstance(checkpoint.get("sequence"), int) else frozenset()
+    rows = read_jsonl(path) if format == "jsonl" else read_csv(path)
+    result = check_rows(rows, complete=complete, keep=keep)
+    notes = list(result.notes)
+    if manifest is not None:
+        notes += check_manifest(manifest, result, path, format)
+    if result.first and result.last:
+        notes.append(f"OK: {result.rows} rows, sequences {result.first.sequence}..{result.last.sequence}")
+    else:
+        notes.append("OK: 0 rows")
+    return notes
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m audit.verify", description=__doc__.splitlines()[0])
+    parser.add_argument("file", type=Path, help="the export, .jsonl or .csv")
+    parser.add_argument("--manifest", type=Path, help="the export's manifest (JSON)")
+    parser.add_argument("--complete", action="store_true", help="a gap in sequences is an error")
+    args = parser.parse_args(argv)
+    try:
+        notes = verify_file(args.file, args.manifest, complete=args.complete)
+    except Inconsistent as problem:
+        print(f"FAILED: {problem}")
+        return 1
+    print("\n".join(notes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
