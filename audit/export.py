@@ -13,9 +13,10 @@ import datetime
 import hashlib
 import io
 import json
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -40,17 +41,33 @@ class ExportFilters:
     until: datetime.datetime | None = None
     kind: str = ""
     application_name: str = ""
+    team_name: str = ""
+    model: str = ""  # contained in the model version's name, as on the audit log page
     model_version_id: int | None = None
+    policy_slug: str = ""
+    policy_version: int | None = None
     classification: str = ""
+    decision_id: str = ""
     sequence_from: int | None = None
     sequence_to: int | None = None
+
+    # The audit log page's parameter names, so "Export" exports exactly what the page lists.
+    ALIASES: ClassVar[dict[str, str]] = {
+        "occurred_after": "since",
+        "occurred_before": "until",
+        "application": "application_name",
+        "team": "team_name",
+        "model_version": "model_version_id",
+        "policy": "policy_slug",
+    }
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> "ExportFilters":
         """Read filters from query parameters; a bad value raises ``ValueError`` naming the parameter."""
         values: dict[str, Any] = {}
+        params = {cls.ALIASES.get(key, key): value for key, value in params.items()}
         for item in dataclasses.fields(cls):
-            text = (params.get(item.name) or "").strip()
+            text = str(params.get(item.name) or "").strip()
             if not text:
                 continue
             if item.name in {"since", "until"}:
@@ -58,7 +75,12 @@ class ExportFilters:
                 if moment is None:
                     raise ValueError(f"{item.name}: not a date and time (use ISO 8601)")
                 values[item.name] = moment if timezone.is_aware(moment) else timezone.make_aware(moment)
-            elif item.name in {"model_version_id", "sequence_from", "sequence_to"}:
+            elif item.name == "decision_id":
+                try:
+                    values[item.name] = str(uuid.UUID(text))
+                except ValueError as exc:
+                    raise ValueError("decision_id: not a decision id (a UUID)") from exc
+            elif item.name in {"model_version_id", "policy_version", "sequence_from", "sequence_to"}:
                 if not text.isdigit():
                     raise ValueError(f"{item.name}: not a whole number")
                 values[item.name] = int(text)
@@ -82,15 +104,29 @@ class ExportFilters:
         for name, lookup in (("since", "event__occurred_at__gte"), ("until", "event__occurred_at__lt")):
             if getattr(self, name) is not None:
                 q &= Q(**{lookup: getattr(self, name)})
-        for name in ("kind", "application_name", "model_version_id", "classification"):
+        lookups = {
+            "kind": "event__kind",
+            "application_name": "event__application_name__iexact",
+            "team_name": "event__team_name__iexact",
+            "model": "event__model_version_name__icontains",
+            "model_version_id": "event__model_version_id",
+            "policy_slug": "event__policy_slug",
+            "policy_version": "event__policy_version",
+            "classification": "event__classification__iexact",
+            "decision_id": "event__decision_id",
+        }
+        for name, lookup in lookups.items():
             value = getattr(self, name)
             if value is not None and value != "":
-                q &= Q(**{f"event__{name}": value})
+                q &= Q(**{lookup: value})
         if self.sequence_from is not None:
             q &= Q(sequence__gte=self.sequence_from)
         if self.sequence_to is not None:
             q &= Q(sequence__lte=self.sequence_to)
         return q
+
+
+PROGRESS_EVERY = 10_000  # rows between progress reports of a background export
 
 
 def chain_value(value: Any) -> Any:
@@ -220,7 +256,13 @@ def manifest_path(path: Path) -> Path:
     return path.with_name(path.name + ".manifest.json")
 
 
-def write_export(path: str | Path, format: str, filters: ExportFilters, actor: Any = None) -> dict[str, Any]:
+def write_export(
+    path: str | Path,
+    format: str,
+    filters: ExportFilters,
+    actor: Any = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Write the export to ``path`` and its manifest beside it (``<path>.manifest.json``); return the manifest.
 
     For large exports run as a background job. The caller picks the file name; the verifier
@@ -234,6 +276,8 @@ def write_export(path: str | Path, format: str, filters: ExportFilters, actor: A
     with path.open("wb") as handle:
         for chunk in stream(format, filters, summary):
             handle.write(chunk)
+            if progress is not None and summary.rows and summary.rows % PROGRESS_EVERY == 0:
+                progress(summary.rows)
     result = manifest(format, filters, summary)
     manifest_path(path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result

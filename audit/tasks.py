@@ -16,3 +16,11 @@ def sign_checkpoint() -> int | None:
 
     checkpoint = make_checkpoint()
     return checkpoint.sequence if checkpoint else None
+
+
+@shared_task
+def run_export_job(job_id: int) -> str:
+    """Write a large export's file and manifest (queued from the export page)."""
+    from audit.export_jobs import run
+
+    return run(job_id).status

@@ -213,6 +213,10 @@ CELERY_BEAT_SCHEDULE = {
 # The Ed25519 key that signs audit checkpoints, kept outside the database (see audit/checkpoints.py).
 AUDIT_SIGNING_KEY = env_str("AUDIT_SIGNING_KEY")
 
+# Exports with more rows than this run as a Celery job writing a file (and its manifest) here.
+AUDIT_EXPORT_INLINE_LIMIT = env_int("AUDIT_EXPORT_INLINE_LIMIT", 50_000)
+AUDIT_EXPORT_DIR = Path(env_str("AUDIT_EXPORT_DIR", str(VAR_DIR / "exports")) or VAR_DIR / "exports")
+
 # How often each process looks for registry, matrix or policy changes (seconds). Changes reach
 # routing within this time; expiry dates are checked on every request regardless.
 ROUTING_SNAPSHOT_TTL_SECONDS = env_float("ROUTING_SNAPSHOT_TTL_SECONDS", 1.0)

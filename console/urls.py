@@ -16,6 +16,8 @@ urlpatterns = [
     path("", include("policies.urls")),
     path("audit/export/", export_views.export_download, name="audit-export"),
     path("audit/export/manifest/", export_views.export_manifest, name="audit-export-manifest"),
+    path("audit/exports/", export_views.export_jobs, name="audit-export-jobs"),
+    path("audit/exports/<int:pk>/<str:part>/", export_views.export_job_file, name="audit-export-job-file"),
     path("audit/", include("audit.urls")),
     path("api/v1/audit/", include("audit.api.urls")),
     path("api/v1/", include("registry.api.urls")),
