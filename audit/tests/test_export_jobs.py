@@ -83,3 +83,19 @@ def test_the_export_understands_the_audit_log_pages_filters(auditor: User) -> No
 def test_reviewers_cannot_export(reviewer: User) -> None:
     assert client_for(reviewer).get(reverse("audit-export-jobs")).status_code == 403
     assert client_for(reviewer).post(reverse("audit-export-jobs"), {"format": "csv"}).status_code == 403
+
+
+@pytest.mark.django_db
+def test_applications_cannot_export_with_their_key(vocabulary: Any) -> None:
+    from audit.models import AuditEvent
+    from policies.services import generate_key
+    from policies.tests.factories import make_app
+
+    sealed_events(2)
+    _, key = generate_key(make_app(), name="app")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {key}")
+    for url in (reverse("audit-export") + "?format=csv", reverse("audit-export-jobs"), "/api/v1/audit/events"):
+        response = client.get(url)
+        assert response.status_code in (302, 401), url
+        assert b"routing.decision" not in b"".join(getattr(response, "streaming_content", [response.content])), url
+    assert not AuditEvent.objects.filter(kind="audit.exported").exists()

@@ -1,10 +1,13 @@
 """The auditor's pages: every filter narrows the log, an event links to what it is about, roles."""
 
+import csv
 import datetime
 import hashlib
 import html
+import io
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -299,6 +302,7 @@ def test_an_auditor_filters_the_log_in_a_browser_and_follows_a_decision_to_its_o
     decision_id = traffic.route(traffic.billing)
     traffic.report(traffic.billing, decision_id, traffic.small)
     outcome = AuditEvent.objects.get(kind="routing.outcome")
+    seal_all()  # exports hold sealed events
 
     sign_in(page, "audrey")
     page.get_by_role("link", name="Audit log").click()
@@ -310,6 +314,25 @@ def test_an_auditor_filters_the_log_in_a_browser_and_follows_a_decision_to_its_o
     for text in rows.all_inner_texts():
         assert "Billing" in text and "acme/small/1" in text and "Support" not in text
 
+    listed_url = page.url
+
+    # The export of the filtered list holds exactly what the page listed, in both formats.
+    for format in ("csv", "jsonl"):
+        page.goto(listed_url)
+        page.get_by_role("link", name="Export…").click()
+        page.get_by_label("Format").select_option(format)
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Export").click()
+        exported = Path(download.value.path()).read_text()
+        if format == "csv":
+            rows = list(csv.DictReader(io.StringIO(exported)))
+        else:
+            rows = [json.loads(line) for line in exported.splitlines()]
+        assert len(rows) == 2, format
+        assert {row["application_name"] for row in rows} == {"Billing"}, format
+        assert {str(row["model_version_id"]) for row in rows} == {str(traffic.small.pk)}, format
+
+    page.goto(listed_url)
     page.get_by_role("row").filter(has_text="routing.decision").get_by_role("link", name="Details").click()
     page.get_by_role("heading", name="routing.decision").wait_for()
     page.get_by_role("link", name=f"Outcome event {outcome.pk}").click()
