@@ -53,15 +53,20 @@ def _pinned(filters: export.ExportFilters) -> export.ExportFilters:
     return dataclasses.replace(filters, sequence_to=last or 0)
 
 
+def _requested_export(request: HttpRequest) -> tuple[str, export.ExportFilters]:
+    """The export a GET asks for, with its end fixed now; ``ValueError`` names a bad parameter."""
+    _require_exporter(request)
+    format, filters = _parse(request.GET)
+    return format, _pinned(filters)
+
+
 @require_GET
 def export_download(request: HttpRequest) -> HttpResponse:
     """Stream the sealed events that match the filters; the export is audited before the first byte."""
-    _require_exporter(request)
     try:
-        format, filters = _parse(request.GET)
+        format, filters = _requested_export(request)
     except ValueError as error:
         return HttpResponseBadRequest(str(error))
-    filters = _pinned(filters)
     export.start_export(format, filters, actor=request.user)
     response = StreamingHttpResponse(export.stream(format, filters), content_type=CONTENT_TYPES[format])
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
@@ -73,12 +78,10 @@ def export_download(request: HttpRequest) -> HttpResponse:
 @require_GET
 def export_manifest(request: HttpRequest) -> HttpResponse:
     """The manifest of the export with the same parameters (include ``sequence_to`` from the download)."""
-    _require_exporter(request)
     try:
-        format, filters = _parse(request.GET)
+        format, filters = _requested_export(request)
     except ValueError as error:
         return HttpResponseBadRequest(str(error))
-    filters = _pinned(filters)
     summary = export.Summary()
     for _chunk in export.stream(format, filters, summary):
         pass
