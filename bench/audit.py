@@ -187,9 +187,8 @@ def export_only(format: str) -> None:
 def first_filtered_page() -> str:
     """The auditor's log filtered by application and model version, timed through Django."""
     from django.contrib.auth.models import Group, User
-    from django.test import Client
-
     from django.core.management import call_command
+    from django.test import Client
 
     call_command("collectstatic", interactive=False, verbosity=0)  # pages need the static manifest
     auditor = User.objects.create_user("bench-auditor")
