@@ -30,18 +30,24 @@ def record(event: AuditEvent) -> dict[str, Any]:
 
 
 @transaction.atomic
-def seal_batch(batch_size: int = SEAL_BATCH, *, full: bool = False) -> int:
-    """Seal up to ``batch_size`` unsealed events, oldest first; returns how many."""
+def seal_batch(batch_size: int = SEAL_BATCH, *, full: bool = False, after: int | None = None) -> tuple[int, int | None]:
+    """Seal up to ``batch_size`` unsealed events, oldest first; returns how many and the last id.
+
+    ``after`` continues a run from the last id it sealed, so a batch reads only its own range;
+    a run's first batch instead looks ``LOOKBACK`` ids behind the newest sealed event (or, with
+    ``full``, through the whole table) for events whose transactions committed late.
+    """
     if connection.vendor == "postgresql":
         # One sealer at a time (a second waits), released at commit.
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext('switchboard.audit_seal'))")
-    last = AuditSeal.objects.order_by("-sequence").only("sequence", "hash").first()
+    last = AuditSeal.objects.order_by("-sequence").only("sequence", "hash", "event_id").first()
     previous, sequence = (last.hash, last.sequence) if last else (chain.GENESIS, 0)
     unsealed = AuditEvent.objects.filter(seal__isnull=True)
-    if not full and last is not None:
-        newest_sealed = AuditSeal.objects.filter(sequence=last.sequence).values_list("event_id", flat=True)[0]
-        unsealed = unsealed.filter(id__gt=newest_sealed - LOOKBACK)
+    if after is not None:
+        unsealed = unsealed.filter(id__gt=after)
+    elif not full and last is not None:
+        unsealed = unsealed.filter(id__gt=last.event_id - LOOKBACK)
     seals = []
     for row in unsealed.order_by("id").values_list(*RECORD_FIELDS)[:batch_size]:
         sequence += 1
@@ -52,15 +58,17 @@ def seal_batch(batch_size: int = SEAL_BATCH, *, full: bool = False) -> int:
         )
         previous = digest
     AuditSeal.objects.bulk_create(seals)
-    return len(seals)
+    return len(seals), (seals[-1].event_id if seals else after)
 
 
 def seal_all(batch_size: int = SEAL_BATCH, *, full: bool = False) -> int:
     """Seal every unsealed event, batch by batch (``full``: look through the whole table)."""
-    total = 0
-    while sealed := seal_batch(batch_size, full=full):
+    total, after = 0, None
+    while True:
+        sealed, after = seal_batch(batch_size, full=full, after=after)
+        if not sealed:
+            return total
         total += sealed
-    return total
 
 
 @dataclass(frozen=True)
