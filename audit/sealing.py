@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Max
 
 from audit import chain
 from audit.models import AuditEvent, AuditSeal, Checkpoint
@@ -31,23 +32,31 @@ def record(event: AuditEvent) -> dict[str, Any]:
 
 @transaction.atomic
 def seal_batch(batch_size: int = SEAL_BATCH, *, full: bool = False, after: int | None = None) -> tuple[int, int | None]:
-    """Seal up to ``batch_size`` unsealed events, oldest first; returns how many and the last id.
+    """Seal up to ``batch_size`` unsealed events, oldest first; returns how many, and the id to
+    continue after (None while late commits are still being sealed).
 
-    ``after`` continues a run from the last id it sealed, so a batch reads only its own range;
-    a run's first batch instead looks ``LOOKBACK`` ids behind the newest sealed event (or, with
-    ``full``, through the whole table) for events whose transactions committed late.
+    Events above the highest sealed event are unsealed by definition, so walking forward needs no
+    join. Only late commits below it need one: within ``LOOKBACK`` ids (or, with ``full``, the
+    whole table), checked when a run starts.
     """
     if connection.vendor == "postgresql":
         # One sealer at a time (a second waits), released at commit.
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext('switchboard.audit_seal'))")
-    last = AuditSeal.objects.order_by("-sequence").only("sequence", "hash", "event_id").first()
+    last = AuditSeal.objects.order_by("-sequence").only("sequence", "hash").first()
     previous, sequence = (last.hash, last.sequence) if last else (chain.GENESIS, 0)
-    unsealed = AuditEvent.objects.filter(seal__isnull=True)
-    if after is not None:
-        unsealed = unsealed.filter(id__gt=after)
-    elif not full and last is not None:
-        unsealed = unsealed.filter(id__gt=last.event_id - LOOKBACK)
+    highest = AuditSeal.objects.aggregate(highest=Max("event_id"))["highest"] or 0
+    if after is None:
+        # Late commits: unsealed events below the highest sealed one, found with both sides of the
+        # anti-join held to the window (never a scan of the whole table).
+        low = 0 if full else max(0, highest - LOOKBACK)
+        sealed_in_window = AuditSeal.objects.filter(event_id__gt=low, event_id__lte=highest).values("event_id")
+        unsealed = AuditEvent.objects.filter(id__gt=low, id__lte=highest).exclude(id__in=sealed_in_window)
+        if not unsealed.exists():
+            unsealed = AuditEvent.objects.filter(id__gt=highest)
+    else:
+        # Everything above the highest sealed event is unsealed: no join at all.
+        unsealed = AuditEvent.objects.filter(id__gt=max(after, highest))
     seals = []
     for row in unsealed.order_by("id").values_list(*RECORD_FIELDS)[:batch_size]:
         sequence += 1
@@ -58,7 +67,8 @@ def seal_batch(batch_size: int = SEAL_BATCH, *, full: bool = False, after: int |
         )
         previous = digest
     AuditSeal.objects.bulk_create(seals)
-    return len(seals), (seals[-1].event_id if seals else after)
+    walked_forward = bool(seals) and seals[-1].event_id > highest
+    return len(seals), (seals[-1].event_id if walked_forward else None)
 
 
 def seal_all(batch_size: int = SEAL_BATCH, *, full: bool = False) -> int:
