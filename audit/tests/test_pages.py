@@ -27,7 +27,7 @@ from policies.models import Application
 from policies.tests.factories import make_active_policy, make_app, make_team, pinned_rule, rules_document
 from registry import services as registry_services
 from registry.models import DataClassification, ModelVersion
-from registry.tests.factories import make_model, make_provider, make_version
+from registry.tests.factories import approve, make_model, make_provider, make_version
 
 pytestmark = pytest.mark.django_db
 
@@ -73,13 +73,7 @@ def build_traffic(administrator: User, reviewer: User) -> Traffic:
     small = make_version(make_model(acme, name="Small", slug="small"), lifecycle="approved", label="1")
     for version in (large, small):
         for slug in ("internal", "pii"):
-            registry_services.set_compliance(
-                model_version=version,
-                classification=DataClassification.objects.get(slug=slug),
-                decision="approved",
-                reason="test",
-                evidence="contract",
-            )
+            approve(version, slug)
     ref = services.version_ref
     main = make_active_policy(
         rules_document(pinned_rule(ref(large))), author=administrator, reviewer=reviewer, slug="main"

@@ -11,9 +11,7 @@ from conftest import sign_in
 from policies import services
 from policies.models import PolicyVersion
 from policies.tests.factories import make_active_policy, make_app, pinned_rule, rules_document
-from registry import services as registry_services
-from registry.models import DataClassification
-from registry.tests.factories import make_model, make_provider, make_version
+from registry.tests.factories import approve, make_model, make_provider, make_version
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -33,13 +31,7 @@ def test_an_edited_rule_routes_differently_once_a_reviewer_approves_it(
     old = make_version(make_model(acme, name="Large", slug="large"), lifecycle="approved", api_model_id="acme-large")
     new = make_version(make_model(acme, name="Small", slug="small"), lifecycle="approved", api_model_id="acme-small")
     for version in (old, new):
-        registry_services.set_compliance(
-            model_version=version,
-            classification=DataClassification.objects.get(slug="internal"),
-            decision="approved",
-            reason="contract",
-            evidence="DPA",
-        )
+        approve(version)
     policy = make_active_policy(
         rules_document(pinned_rule(services.version_ref(old))),
         author=administrator,

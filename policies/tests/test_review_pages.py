@@ -19,9 +19,8 @@ from policies import services
 from policies.models import ComplianceRequest, Policy, PolicyVersion, Review
 from policies.tests.factories import make_active_policy, make_app, pinned_rule, rules_document
 from policies.views.reviews import CHANGE_ROWS
-from registry import services as registry_services
 from registry.models import DataClassification, ModelVersion
-from registry.tests.factories import make_model, make_provider, make_version
+from registry.tests.factories import approve, make_model, make_provider, make_version
 
 pytestmark = pytest.mark.django_db
 State = PolicyVersion.State
@@ -57,13 +56,7 @@ def world(vocabulary: Any, administrator: User, reviewer: User) -> World:
         make_model(acme, name="Small", slug="small"), lifecycle="approved", label="1", input_cost_per_mtok=0.5
     )
     for version in (large, small):
-        registry_services.set_compliance(
-            model_version=version,
-            classification=DataClassification.objects.get(slug="internal"),
-            decision="approved",
-            reason="test",
-            evidence="contract",
-        )
+        approve(version)
     policy = make_active_policy(
         rules_document(pinned_rule(services.version_ref(large))),
         author=administrator,

@@ -18,8 +18,8 @@ from policies import services
 from policies.models import Application
 from policies.tests.factories import make_active_policy, make_app, pinned_rule, rules_document
 from registry import services as registry_services
-from registry.models import DataClassification, ModelVersion, Region
-from registry.tests.factories import make_model, make_provider, make_version
+from registry.models import DataClassification, ModelVersion
+from registry.tests.factories import approve, make_model, make_provider, make_version
 
 pytestmark = pytest.mark.django_db
 
@@ -40,17 +40,6 @@ class World:
     def route(self, key: str | None = None, **body: Any) -> Any:
         payload = {"task_type": "code", "data_classification": "internal", **body}
         return self.client(key).post(ROUTE, payload, content_type="application/json")
-
-
-def approve(version: ModelVersion, slug: str, regions: tuple[str, ...] = ()) -> None:
-    registry_services.set_compliance(
-        model_version=version,
-        classification=DataClassification.objects.get(slug=slug),
-        decision="approved",
-        reason="test",
-        evidence="contract",
-        regions=Region.objects.filter(slug__in=regions),
-    )
 
 
 @pytest.fixture

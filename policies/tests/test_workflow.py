@@ -15,7 +15,7 @@ from policies.models import ComplianceRequest, Policy, PolicyVersion
 from policies.tests.factories import activate, make_active_policy, make_app, pinned_rule, rules_document
 from registry import services as registry_services
 from registry.models import ComplianceCell, Counter, DataClassification, ModelVersion, Region
-from registry.tests.factories import make_version
+from registry.tests.factories import approve, make_version
 
 pytestmark = pytest.mark.django_db
 State = PolicyVersion.State
@@ -25,13 +25,7 @@ State = PolicyVersion.State
 def versions(vocabulary: Any) -> list[ModelVersion]:
     made = [make_version(lifecycle="approved") for _ in range(3)]
     for version in made:
-        registry_services.set_compliance(
-            model_version=version,
-            classification=DataClassification.objects.get(slug="internal"),
-            decision="approved",
-            reason="test",
-            evidence="contract",
-        )
+        approve(version)
     return made
 
 

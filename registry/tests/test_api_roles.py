@@ -14,9 +14,8 @@ from django.contrib.auth.models import Permission, User
 from django.db import models
 from rest_framework.test import APIClient
 
-from registry import services
 from registry.models import Capability, Certification, DataClassification, Region
-from registry.tests.factories import make_model, make_provider, make_version
+from registry.tests.factories import approve, make_model, make_provider, make_version
 
 API = "/api/v1"
 
@@ -32,13 +31,7 @@ class Endpoint:
 
 
 def compliance_cell() -> models.Model:
-    return services.set_compliance(
-        model_version=make_version(),
-        classification=DataClassification.objects.get(slug="internal"),
-        decision="approved",
-        reason="Reviewed",
-        evidence="DPA signed",
-    )
+    return approve(make_version())
 
 
 ENDPOINTS: dict[str, Endpoint] = {

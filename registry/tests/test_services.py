@@ -14,21 +14,13 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from registry import services
 from registry.models import ComplianceCell, Counter, DataClassification, Lifecycle, ModelVersion, Provider, Region
-from registry.tests.factories import make_model, make_provider, make_version
+from registry.tests.factories import approve, make_model, make_provider, make_version
 
 pytestmark = pytest.mark.django_db
 
 
 def classification(slug: str) -> DataClassification:
     return DataClassification.objects.get(slug=slug)
-
-
-def approve(version: ModelVersion, slug: str, **kwargs: Any) -> ComplianceCell:
-    kwargs.setdefault("evidence", "Contract clause 7")
-    kwargs.setdefault("reason", "Reviewed by legal")
-    return services.set_compliance(
-        model_version=version, classification=classification(slug), decision="approved", **kwargs
-    )
 
 
 class TestLifecycle:
@@ -255,7 +247,7 @@ class TestComplianceMatrix:
     def test_every_change_bumps_the_revision_and_is_audited(self, vocabulary: Any, administrator: Any) -> None:
         version = make_version(lifecycle="approved")
         start = services.current(Counter.COMPLIANCE_REVISION)
-        approve(version, "pii", actor=administrator, regions=Region.objects.filter(slug="eu"))
+        approve(version, "pii", actor=administrator, regions=("eu",))
         cell = services.set_compliance(
             model_version=version,
             classification=classification("pii"),
@@ -294,7 +286,7 @@ class TestComplianceMatrix:
     def test_region_limit_must_be_a_hosting_region(self, vocabulary: Any) -> None:
         version = make_version(lifecycle="approved", regions=("eu",))
         with pytest.raises(ValidationError, match="us not among the version's regions"):
-            approve(version, "pii", regions=Region.objects.filter(slug="us"))
+            approve(version, "pii", regions=("us",))
 
     def test_retired_version_cannot_be_approved(self, vocabulary: Any) -> None:
         with pytest.raises(ValidationError, match="retired"):
