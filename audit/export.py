@@ -246,7 +246,7 @@ def manifest(format: str, filters: ExportFilters, summary: Summary) -> dict[str,
         "last_sequence": summary.last_sequence,
         "last_hash": summary.last_hash,
         "sha256": summary.sha256.hexdigest(),
-        "created_at": chain_value(timezone.now()),
+        "created_at": chain.timestamp(timezone.now()),
         "chain_format": chain.FORMAT,
         "checkpoint": _checkpoint(summary.last_sequence),
     }

@@ -16,6 +16,8 @@ from django.views.generic import CreateView, DetailView, ListView, UpdateView
 from audit.models import AuditEvent
 from audit.services import history
 from console.views import RolePermissionMixin, require_permission
+from policies import services as policy_services
+from policies.models import ComplianceRequest
 from registry import services
 from registry.filters import ModelVersionFilter
 from registry.forms import ComplianceCellForm, ModelForm, ModelVersionForm, ProviderForm, TransitionForm
@@ -315,8 +317,6 @@ class ComplianceCellEdit(RolePermissionMixin, View):
     def post(self, request: HttpRequest, pk: int, slug: str) -> HttpResponse:
         """Narrowing applies at once; widening becomes a request a reviewer must approve."""
         # Imported here: policies builds on the registry, and only this step needs its four-eyes rules.
-        from policies import services as policy_services
-        from policies.models import ComplianceRequest
 
         version, classification, cell = self._objects(pk, slug)
         form = ComplianceCellForm(request.POST, model_version=version)
