@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 
@@ -61,6 +62,15 @@ class AuditEvent(models.Model):
             models.Index(fields=["kind", "-id"], name="audit_kind_idx"),
             models.Index(fields=["object_type", "object_id"], name="audit_object_idx"),
             models.Index(fields=["policy_slug", "kind", "-id"], name="audit_policy_kind_idx"),
+            # The log page's application and model version filters, alone and together, newest first:
+            # the page and its capped count walk one of these and stop, whatever the table holds (two
+            # separate indexes would have to be intersected in full). Application names match
+            # case-insensitively, UPPER(name) = UPPER(value), so the index is on that expression.
+            models.Index(Upper("application_name"), "occurred_at", name="audit_app_time_idx"),
+            models.Index(fields=["model_version_id", "occurred_at"], name="audit_version_time_idx"),
+            models.Index(
+                Upper("application_name"), "model_version_id", "occurred_at", name="audit_app_version_time_idx"
+            ),
         ]
         constraints = [
             # One decision per id, and at most one reported outcome per decision.

@@ -4,7 +4,6 @@ import json
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
@@ -12,12 +11,15 @@ from django.views.generic import DetailView
 
 from audit.filters import AuditEventFilter
 from audit.models import AuditEvent, AuditSeal, Checkpoint
+from console.pagination import CappedPaginator
 from console.views import RolePermissionMixin, require_permission
 from policies.models import PolicyVersion
 from registry.models import ModelVersion
 from registry.views import querystring
 
 PAGE_SIZE = 50
+# Matches counted at most, so a page's cost does not grow with the log (200 pages of 50).
+COUNT_CAP = 10_000
 DECISION = "routing.decision"
 OUTCOME = "routing.outcome"
 
@@ -28,7 +30,8 @@ def event_list(request: HttpRequest) -> HttpResponse:
     require_permission(request, AuditEvent)
     queryset = AuditEvent.objects.select_related("seal").order_by("-occurred_at", "-id")
     event_filter = AuditEventFilter(request.GET or None, queryset=queryset)
-    page = Paginator(event_filter.qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    paginator = CappedPaginator(event_filter.qs, PAGE_SIZE, cap=COUNT_CAP)
+    page = paginator.get_page(request.GET.get("page"))
     context = {"filter": event_filter, "page": page, "query": querystring(request), "ledger": ledger_facts()}
     return render(request, "audit/event_list.html", context)
 

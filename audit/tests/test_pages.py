@@ -226,6 +226,83 @@ def test_the_list_page_runs_the_same_queries_for_few_and_many_events(traffic: Tr
     assert few <= 10  # filters, page, count, session, user, and two for the ledger facts
 
 
+def test_the_count_stops_at_the_cap_and_the_page_says_more_match(
+    traffic: Traffic, auditor: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("audit.views.COUNT_CAP", 3)
+    for _ in range(5):
+        traffic.route(traffic.support)
+    with CaptureQueriesContext(connection) as queries:
+        response = signed_in(auditor).get(LIST, {"application": "support"})
+    paginator = response.context["page"].paginator
+    assert paginator.capped and paginator.count == 3
+    assert "3+ match — narrow the filters or the time range to see the rest" in response.content.decode()
+    # The database is asked for at most one row past the cap, never for every match.
+    (count,) = [query["sql"] for query in queries.captured_queries if "COUNT(" in query["sql"].upper()]
+    assert "LIMIT 4" in count
+
+
+def test_pages_work_up_to_the_cap_and_stop_there(
+    traffic: Traffic, auditor: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("audit.views.PAGE_SIZE", 2)
+    monkeypatch.setattr("audit.views.COUNT_CAP", 5)
+    for _ in range(7):
+        traffic.route(traffic.support)
+    newest = list(AuditEvent.objects.filter(application_name="Support").order_by("-occurred_at", "-id")[:5])
+    client = signed_in(auditor)
+    pages = [client.get(LIST, {"application": "support", "page": number}) for number in (1, 2, 3)]
+    assert [event for page in pages for event in page.context["page"].object_list] == newest
+    assert pages[1].context["page"].has_next() and not pages[2].context["page"].has_next()
+    assert "Page 3 of 3+ · 5+ match" in pages[2].content.decode()
+    beyond = client.get(LIST, {"application": "support", "page": 4})
+    assert beyond.context["page"].number == 3
+
+
+def test_under_the_cap_the_page_shows_the_exact_count(
+    traffic: Traffic, auditor: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("audit.views.PAGE_SIZE", 2)
+    monkeypatch.setattr("audit.views.COUNT_CAP", 5)
+    for _ in range(3):
+        traffic.route(traffic.support)
+    response = signed_in(auditor).get(LIST, {"application": "support", "page": 2})
+    page = response.context["page"]
+    assert not page.paginator.capped and page.paginator.count == 3
+    assert [len(page.object_list), page.has_next()] == [1, False]
+    content = response.content.decode()
+    assert "Page 2 of 2 · 3 in all" in content and "match — narrow" not in content
+
+
+def test_the_kind_filter_offers_each_kind_that_occurs_once_in_order(traffic: Traffic, auditor: User) -> None:
+    decision = traffic.route(traffic.support)
+    traffic.report(traffic.support, decision, traffic.large)
+    traffic.route(traffic.billing)
+    response = signed_in(auditor).get(LIST)
+    offered = [value for value, _ in response.context["filter"].form.fields["kind"].choices if value]
+    # The plain DISTINCT is the oracle, ordered by the database's own collation.
+    occurring = list(AuditEvent.objects.order_by("kind").values_list("kind", flat=True).distinct())
+    assert {"routing.decision", "routing.outcome"} <= set(occurring)
+    assert offered == occurring
+
+
+def test_a_filtered_page_past_the_cap_runs_a_fixed_number_of_queries(
+    traffic: Traffic, auditor: User, monkeypatch: pytest.MonkeyPatch, django_assert_num_queries: Any
+) -> None:
+    monkeypatch.setattr("audit.views.COUNT_CAP", 2)
+    for _ in range(3):
+        traffic.route(traffic.support)
+    seal_all()
+    client = signed_in(auditor)
+    params = {"application": "support", "model_version": traffic.large.pk}
+    client.get(LIST, params)  # warm the session and content-type caches
+    # Session, user, two for permissions, the capped count, the page (seals joined), the kinds,
+    # two for the ledger facts, and the user's roles for the menu.
+    with django_assert_num_queries(10):
+        response = client.get(LIST, params)
+    assert response.context["page"].paginator.capped
+
+
 def test_a_decision_links_to_its_outcome_policy_version_and_model_version(traffic: Traffic, auditor: User) -> None:
     decision_id = traffic.route(traffic.support)
     traffic.report(traffic.support, decision_id, traffic.large)
