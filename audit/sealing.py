@@ -1,26 +1,27 @@
-"""Sealing events into the hash chain, in batches off the hot path, and verifying the chain.
+"""Sealing events into the hash chain, in batches off the hot path.
 
 Writers only insert events; a sealer (Celery beat every few seconds, or ``manage.py seal_audit``)
 gives the unsealed ones the next sequence numbers and their link hashes. Sealers run one at a
-time, so the chain has one order.
+time, so the chain has one order. New seals are FORMAT 2 (``audit.chain``): on PostgreSQL the
+database prints each event's record line through COPY and Python only hashes it.
 """
 
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import Max, QuerySet
+from django.utils import timezone
 
-from audit import chain
-from audit.models import AuditEvent, AuditSeal, Checkpoint
+from audit import chain, chain_sql
+from audit.models import AuditEvent, AuditSeal
 
 SEAL_BATCH = 5_000
-VERIFY_CHUNK = 5_000
 # Events are sealed in id order, but a transaction can commit after later ids were sealed. The
 # sealer looks this many ids behind the last sealed event for such stragglers, so a batch reads
 # the table's tail, not all of it; a full sweep (seal_audit --full) finds anything older.
 LOOKBACK = 100_000
-
 
 RECORD_FIELDS = [field.attname for field in AuditEvent._meta.concrete_fields]
 
@@ -28,6 +29,43 @@ RECORD_FIELDS = [field.attname for field in AuditEvent._meta.concrete_fields]
 def record(event: AuditEvent) -> dict[str, Any]:
     """What a seal covers: every stored field of the event."""
     return {name: getattr(event, name) for name in RECORD_FIELDS}
+
+
+def digests(events: QuerySet[AuditEvent]) -> Iterator[tuple[int, str]]:
+    """(id, record digest) of each event, in the queryset's order."""
+    if connection.vendor == "postgresql":
+        sha256 = hashlib.sha256
+        for line in chain_sql.copy_lines(events.annotate(**chain_sql.LINE_COLUMNS), "id", *chain_sql.LINE_COLUMNS):
+            event_id, text = line.split(b"\t", 1)
+            yield int(event_id), sha256(text[:-1]).hexdigest()  # the line without its "\n"
+        return
+    for row in events.values_list(*RECORD_FIELDS):
+        yield row[0], chain.record_digest(dict(zip(RECORD_FIELDS, row, strict=True)))
+
+
+def _insert(seals: list[tuple[int, int, str, str]]) -> None:
+    """Store (sequence, event id, previous hash, hash) rows; COPY on PostgreSQL, a bulk INSERT elsewhere."""
+    now = timezone.now()
+    if connection.vendor != "postgresql":
+        AuditSeal.objects.bulk_create(
+            AuditSeal(
+                sequence=sequence,
+                event_id=event_id,
+                prev_hash=previous,
+                hash=digest,
+                format=chain.FORMAT,
+                sealed_at=now,
+            )
+            for sequence, event_id, previous, digest in seals
+        )
+        return
+    columns = "sequence, event_id, prev_hash, hash, format, sealed_at"
+    with (
+        connection.cursor() as cursor,
+        cursor.connection.cursor().copy(f"COPY {chain_sql.SEALS} ({columns}) FROM STDIN") as copy,
+    ):
+        for row in seals:
+            copy.write_row((*row, chain.FORMAT, now))
 
 
 @transaction.atomic
@@ -58,17 +96,14 @@ def seal_batch(batch_size: int = SEAL_BATCH, *, full: bool = False, after: int |
         # Everything above the highest sealed event is unsealed: no join at all.
         unsealed = AuditEvent.objects.filter(id__gt=max(after, highest))
     seals = []
-    for row in unsealed.order_by("id").values_list(*RECORD_FIELDS)[:batch_size]:
+    for event_id, digest in digests(unsealed.order_by("id")[:batch_size]):
         sequence += 1
-        event = dict(zip(RECORD_FIELDS, row, strict=True))  # plain rows: no model instances to build
-        digest = chain.link(previous, sequence, event)
-        seals.append(
-            AuditSeal(sequence=sequence, event_id=event["id"], prev_hash=previous, hash=digest, format=chain.FORMAT)
-        )
-        previous = digest
-    AuditSeal.objects.bulk_create(seals)
-    walked_forward = bool(seals) and seals[-1].event_id > highest
-    return len(seals), (seals[-1].event_id if walked_forward else None)
+        link = chain.link_digest(previous, sequence, digest)
+        seals.append((sequence, event_id, previous, link))
+        previous = link
+    _insert(seals)
+    walked_forward = bool(seals) and seals[-1][1] > highest
+    return len(seals), (seals[-1][1] if walked_forward else None)
 
 
 def seal_all(batch_size: int = SEAL_BATCH, *, full: bool = False) -> int:
@@ -79,57 +114,3 @@ def seal_all(batch_size: int = SEAL_BATCH, *, full: bool = False) -> int:
         if not sealed:
             return total
         total += sealed
-
-
-@dataclass(frozen=True)
-class Verification:
-    checked: int
-    unsealed: int
-    problem: str | None  # the first inconsistency, naming its sequence number
-
-    @property
-    def intact(self) -> bool:
-        return self.problem is None
-
-
-def verify() -> Verification:
-    """Recompute the chain from the start; stop at the first sequence that does not hold."""
-    previous, expected, checked = chain.GENESIS, 1, 0
-    columns = ["sequence", "prev_hash", "hash", *(f"event__{name}" for name in RECORD_FIELDS)]
-    rows = AuditSeal.objects.order_by("sequence").values_list(*columns).iterator(chunk_size=VERIFY_CHUNK)
-    for sequence, prev_hash, digest, *values in rows:
-        problem = None
-        if sequence != expected:
-            problem = f"sequence {expected} is missing (the next seal is {sequence})"
-        elif prev_hash != previous:
-            problem = f"sequence {sequence}: its previous hash does not match sequence {expected - 1}"
-        elif chain.link(previous, sequence, dict(zip(RECORD_FIELDS, values, strict=True))) != digest:
-            problem = (
-                f"sequence {sequence} (event {values[0]}): its hash does not match the event (one of them was changed)"
-            )
-        if problem:
-            return Verification(checked, _unsealed(), problem)
-        previous, expected, checked = digest, expected + 1, checked + 1
-    return Verification(checked, _unsealed(), _checkpoint_problem())
-
-
-def _checkpoint_problem() -> str | None:
-    """Each checkpoint must name a sealed event's hash and carry a valid signature by the key
-    configured outside the database (not merely the key stored beside it, which a rewriter
-    could replace with their own)."""
-    from audit.checkpoints import public_key_hex, signature_holds
-
-    key = public_key_hex()
-    hashes = dict(
-        AuditSeal.objects.filter(sequence__in=Checkpoint.objects.values("sequence")).values_list("sequence", "hash")
-    )
-    for checkpoint in Checkpoint.objects.order_by("sequence"):
-        if hashes.get(checkpoint.sequence) != checkpoint.hash:
-            return f"checkpoint at sequence {checkpoint.sequence}: the chain there has another hash"
-        if not signature_holds(checkpoint, key):
-            return f"checkpoint at sequence {checkpoint.sequence}: the signature does not hold for the configured key"
-    return None
-
-
-def _unsealed() -> int:
-    return AuditEvent.objects.filter(seal__isnull=True).count()

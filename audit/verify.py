@@ -9,6 +9,7 @@ consistent; 1 names the first inconsistency by sequence number and line.
 
 import argparse
 import csv
+import decimal
 import hashlib
 import json
 import sys
@@ -19,42 +20,11 @@ from typing import Any
 
 from audit import chain
 
-# How a CSV cell turns back into the value the seal covered, per AuditEvent column in model field
-# order. CSV has only text, so without this an int, a null and an empty string would look alike.
-# "int"/"str"/"json" with "?" when the column is nullable (an empty cell is then None).
-# A test keeps this in step with the model; a column this verifier does not know is an error.
-FIELDS: dict[str, str] = {
-    "id": "int",
-    "occurred_at": "str",
-    "kind": "str",
-    "actor_id": "int?",
-    "actor_name": "str",
-    "actor_ip": "str?",
-    "user_agent": "str",
-    "request_id": "str",
-    "object_type": "str",
-    "object_id": "str",
-    "object_repr": "str",
-    "before": "json?",
-    "after": "json?",
-    "reason": "str",
-    "decision_id": "str?",
-    "application_id": "int?",
-    "application_name": "str",
-    "team_name": "str",
-    "policy_slug": "str",
-    "policy_version": "int?",
-    "rule": "str",
-    "compliance_revision": "int?",
-    "model_version_id": "int?",
-    "model_version_name": "str",
-    "classification": "str",
-    "region": "str",
-    "task_type": "str",
-    "data": "json?",
-    "schema_version": "int",
-}
-SEAL_COLUMNS = ("_sequence", "_hash", "_prev_hash")
+# How a CSV cell turns back into the value the seal covered, per AuditEvent column (the chain's
+# own field list). CSV has only text, so without this an int, a null and an empty string would
+# look alike. A column this verifier does not know is an error.
+FIELDS = chain.FIELDS
+SEAL_COLUMNS = ("_sequence", "_hash", "_prev_hash", "_format")
 FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
 
 
@@ -69,15 +39,32 @@ class Row:
     hash: str
     prev_hash: str
     record: dict[str, Any]
+    format: int = 1  # exports made before FORMAT 2 carry no _format: their rows are FORMAT 1
 
 
 def encode_cell(kind: str, value: Any) -> str:
-    """A record value as CSV text; the inverse of ``decode_cell`` (the exporter uses it too)."""
+    """A record value as CSV text; the inverse of ``decode_cell``."""
     if value is None:
         return ""
     if kind.startswith("json"):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        return chain.render_json(value)
     return str(value)
+
+
+def _json(text: str) -> Any:
+    """JSON with its numbers kept exact, as FORMAT 2 hashes them."""
+    return json.loads(text, parse_float=decimal.Decimal)
+
+
+def _floats(value: Any) -> Any:
+    """FORMAT 1 hashed numbers as Python floats: turn exact decimals back into them."""
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {key: _floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_floats(item) for item in value]
+    return value
 
 
 def decode_cell(kind: str, text: str) -> Any:
@@ -86,13 +73,13 @@ def decode_cell(kind: str, text: str) -> Any:
     if kind.startswith("int"):
         return int(text)
     if kind.startswith("json"):
-        return json.loads(text)
+        return _json(text)
     return text
 
 
-def _seal_values(row: dict[str, Any], line: int) -> tuple[int, str, str]:
+def _seal_values(row: dict[str, Any], line: int) -> tuple[int, str, str, int]:
     try:
-        return int(row["_sequence"]), str(row["_hash"]), str(row["_prev_hash"])
+        return int(row["_sequence"]), str(row["_hash"]), str(row["_prev_hash"]), int(row.get("_format") or 1)
     except (KeyError, TypeError, ValueError) as error:
         raise Inconsistent(f"line {line}: the row has no readable _sequence, _hash and _prev_hash ({error})") from None
 
@@ -103,14 +90,14 @@ def read_jsonl(path: Path) -> Iterator[Row]:
             if not text.strip():
                 continue
             try:
-                row = json.loads(text)
+                row = _json(text)
             except json.JSONDecodeError as error:
                 raise Inconsistent(f"line {number}: not a JSON object ({error})") from None
             if not isinstance(row, dict):
                 raise Inconsistent(f"line {number}: not a JSON object")
-            sequence, digest, previous = _seal_values(row, number)
+            sequence, digest, previous, format = _seal_values(row, number)
             record = {key: value for key, value in row.items() if key not in SEAL_COLUMNS}
-            yield Row(number, sequence, digest, previous, record)
+            yield Row(number, sequence, digest, previous, record, format)
 
 
 def read_csv(path: Path) -> Iterator[Row]:
@@ -131,12 +118,12 @@ def read_csv(path: Path) -> Iterator[Row]:
             if len(cells) != len(header):
                 raise Inconsistent(f"line {line}: {len(cells)} cells for {len(header)} columns")
             row = dict(zip(header, cells, strict=True))
-            sequence, digest, previous = _seal_values(row, line)
+            sequence, digest, previous, format = _seal_values(row, line)
             try:
                 record = {name: decode_cell(FIELDS[name], row[name]) for name in header if name in FIELDS}
             except ValueError as error:
                 raise Inconsistent(f"sequence {sequence} (line {line}): a cell cannot be read ({error})") from None
-            yield Row(line, sequence, digest, previous, record)
+            yield Row(line, sequence, digest, previous, record, format)
 
 
 @dataclass
@@ -148,13 +135,28 @@ class Result:
     notes: list[str] = field(default_factory=list)
 
 
+def _recomputed(row: Row, where: str) -> str:
+    """The hash the row's seal must have, by the row's chain format."""
+    if row.format == 1:
+        return chain.link(row.prev_hash, row.sequence, _floats(row.record))
+    unknown = sorted(set(row.record) - set(FIELDS))
+    if unknown:
+        raise Inconsistent(f"{where}: fields no seal covers: {', '.join(unknown)}")
+    try:
+        return chain.seal_hash(row.format, row.prev_hash, row.sequence, row.record)
+    except KeyError as missing:
+        raise Inconsistent(f"{where}: the row lacks the field {missing}") from None
+    except (ValueError, TypeError) as error:
+        raise Inconsistent(f"{where}: {error}") from None
+
+
 def check_rows(rows: Iterator[Row], *, complete: bool, keep: frozenset[int] = frozenset()) -> Result:
     """Every row hashes to its seal, and each row links to the one before it when they are consecutive."""
     result = Result()
     previous: Row | None = None
     for row in rows:
         where = f"sequence {row.sequence} (line {row.line})"
-        if chain.link(row.prev_hash, row.sequence, row.record) != row.hash:
+        if _recomputed(row, where) != row.hash:
             raise Inconsistent(f"{where}: its hash does not match its record (the row was changed)")
         if row.sequence == 1 and row.prev_hash != chain.GENESIS:
             raise Inconsistent(f"{where}: the first event of the chain must follow the genesis hash")

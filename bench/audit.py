@@ -141,7 +141,8 @@ def main() -> None:
     seconds = load_events(args.events, rng)
     print(f"loaded {args.events:,} events with COPY in {seconds:.1f} s")
 
-    from audit.sealing import seal_all, verify
+    from audit.sealing import seal_all
+    from audit.verification import verify
 
     start = time.perf_counter()
     sealed = seal_all()

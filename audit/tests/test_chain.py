@@ -12,9 +12,10 @@ from django.db import connection
 
 from audit import chain
 from audit.models import AuditSeal
-from audit.sealing import seal_all, seal_batch, verify
+from audit.sealing import seal_all, seal_batch
 from audit.services import record_event
 from audit.tasks import seal_audit_events
+from audit.verification import verify
 from registry.tests.test_tasks import wait_for
 
 pytestmark = pytest.mark.django_db

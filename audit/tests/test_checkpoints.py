@@ -11,9 +11,10 @@ from django.db import connection
 
 from audit import checkpoints
 from audit.models import Checkpoint
-from audit.sealing import seal_all, verify
+from audit.sealing import seal_all
 from audit.services import record_event
 from audit.tasks import sign_checkpoint
+from audit.verification import verify
 
 pytestmark = pytest.mark.django_db
 

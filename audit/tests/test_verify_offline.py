@@ -63,15 +63,14 @@ def data_lines(path: Path) -> tuple[list[str], list[str]]:
     if path.suffix == ".jsonl":
         return [], lines_of(path)
     import csv
-    import io
 
     text = path.read_bytes().decode()  # not read_text: it would turn a quoted "\r\n" into "\n"
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    rendered = []
-    for cells in rows:
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(cells)
-        rendered.append(buffer.getvalue())
+    physical = [line + "\n" for line in text.split("\n")[:-1]]
+    reader = csv.reader(physical)  # quoted line breaks join physical lines into one row
+    rendered, end = [], 0
+    for _cells in reader:
+        rendered.append("".join(physical[end : reader.line_num]))
+        end = reader.line_num
     assert "".join(rendered) == text
     return rendered[:1], rendered[1:]
 
@@ -142,7 +141,7 @@ def test_row_with_recomputed_hash_breaks_the_next_link(exported: tuple[Path, Pat
     header, lines = data_lines(target)
     forged = rows[2]
     forged.record["reason"] = "nothing to see"
-    new_hash = chain.link(forged.prev_hash, forged.sequence, forged.record)
+    new_hash = chain.seal_hash(forged.format, forged.prev_hash, forged.sequence, forged.record)
     lines[2] = _rewrite(target, forged, new_hash)
     write_rows(target, header, lines)
 
@@ -153,11 +152,11 @@ def test_row_with_recomputed_hash_breaks_the_next_link(exported: tuple[Path, Pat
 
 
 def _rewrite(target: Path, row: Any, new_hash: str) -> str:
-    from audit import verify
+    from audit import chain, verify
 
-    values = {**row.record, "_sequence": row.sequence, "_hash": new_hash, "_prev_hash": row.prev_hash}
+    values = {**row.record, "_sequence": row.sequence, "_hash": new_hash, "_prev_hash": row.prev_hash, "_format": 2}
     if target.suffix == ".jsonl":
-        return json.dumps(values, ensure_ascii=False, separators=(",", ":")) + "\n"
+        return chain.render_json(values) + "\n"  # JSON that keeps the exact decimals it was read with
     import csv
     import io
 
