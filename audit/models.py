@@ -171,3 +171,38 @@ class ExportJob(models.Model):
     @property
     def percent(self) -> int:
         return 100 if self.status == self.Status.DONE else int(100 * self.rows_done / max(self.rows_total, 1))
+
+
+class AuditArchive(models.Model):
+    """A month of the chain that left the database, and the file that holds it now.
+
+    Written once, in the same transaction that deletes the archived events and seals, and only
+    after the file was verified. Its ``last_hash`` is where the remaining chain starts, so the
+    database stays verifiable without the archived rows, and the file stays verifiable on its own.
+    """
+
+    month = models.DateField(unique=True, help_text="The first day of the month archived.")
+    first_sequence = models.PositiveBigIntegerField()
+    last_sequence = models.PositiveBigIntegerField(unique=True)
+    last_hash = models.CharField(max_length=64)
+    rows = models.PositiveBigIntegerField()
+    file_name = models.CharField(max_length=255, help_text="In AUDIT_ARCHIVE_DIR, beside its manifest.")
+    sha256 = models.CharField(max_length=64, help_text="Of the file, as its manifest states.")
+    manifest = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by_name = models.CharField(max_length=150)
+
+    class Meta:
+        ordering = ["month"]
+        constraints = [
+            # Sequences are contiguous, so an archive's rows are exactly its range.
+            models.CheckConstraint(
+                condition=models.Q(first_sequence__gte=1)
+                & models.Q(last_sequence__gte=models.F("first_sequence"))
+                & models.Q(rows=models.F("last_sequence") - models.F("first_sequence") + 1),
+                name="audit_archive_rows_are_its_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"archive {self.month:%Y-%m} (#{self.first_sequence}–#{self.last_sequence})"

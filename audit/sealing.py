@@ -82,7 +82,12 @@ def seal_batch(batch_size: int = SEAL_BATCH, *, full: bool = False, after: int |
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext('switchboard.audit_seal'))")
     last = AuditSeal.objects.order_by("-sequence").only("sequence", "hash").first()
-    previous, sequence = (last.hash, last.sequence) if last else (chain.GENESIS, 0)
+    if last is not None:
+        previous, sequence = last.hash, last.sequence
+    else:  # nothing sealed in the database: the chain goes on from the newest archive, if any
+        from audit.archive import chain_start
+
+        sequence, previous = chain_start()
     highest = AuditSeal.objects.aggregate(highest=Max("event_id"))["highest"] or 0
     if after is None:
         # Late commits: unsealed events below the highest sealed one, found with both sides of the

@@ -24,3 +24,11 @@ def run_export_job(job_id: int) -> str:
     from audit.export_jobs import run
 
     return run(job_id).status
+
+
+@shared_task
+def archive_expired_months() -> list[str]:
+    """Archive the months past ``AUDIT_RETENTION_MONTHS`` (beat, daily); nothing while it is unset."""
+    from audit.archive import archive_expired
+
+    return [f"{archive.month:%Y-%m}" for archive in archive_expired()]

@@ -3,6 +3,7 @@
 On PostgreSQL the database prints each sealed event's record line through COPY and Python only
 hashes it (FORMAT 2, ``audit.chain``); a long chain is split between two processes, one per core,
 whose ends are then joined. Elsewhere, and for FORMAT 1 seals, the record is rebuilt from values.
+The chain starts after the last archived sequence (``audit.archive.chain_start``).
 """
 
 import hashlib
@@ -180,12 +181,14 @@ def _legacy_problem(sequences: list[int]) -> tuple[int, str] | None:
 
 
 def verify(*, portable: bool = False) -> Verification:
-    """Recompute the chain from the start; stop at the first sequence that does not hold.
+    """Recompute the chain from where the archive ends; stop at the first sequence that does not hold.
 
     ``portable`` rebuilds every record in Python even on PostgreSQL: an independent check of the
     database's own rendering.
     """
-    start, start_hash = 0, chain.GENESIS
+    from audit.archive import chain_start
+
+    start, start_hash = chain_start()
     end = AuditSeal.objects.order_by("-sequence").values_list("sequence", flat=True).first() or start
     if connection.vendor == "postgresql" and not portable:
         stretch = _walk_postgresql(start, start_hash, end)

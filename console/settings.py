@@ -8,6 +8,7 @@ process. Production sets ``DEBUG=false``, ``SECRET_KEY``, ``ALLOWED_HOSTS``, ``D
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from console.env import env_bool, env_float, env_int, env_list, env_str
@@ -204,6 +205,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "audit.tasks.sign_checkpoint",
         "schedule": env_float("AUDIT_CHECKPOINT_SECONDS", 300.0),
     },
+    # Daily, at a quiet hour: it deletes a month of rows at once (and does nothing without retention).
+    "archive-expired-audit-months": {
+        "task": "audit.tasks.archive_expired_months",
+        "schedule": crontab(hour=3, minute=30),
+    },
     "apply-scheduled-lifecycle": {
         "task": "registry.tasks.apply_scheduled_lifecycle",
         "schedule": env_int("LIFECYCLE_CHECK_SECONDS", 3600),
@@ -216,6 +222,16 @@ AUDIT_SIGNING_KEY = env_str("AUDIT_SIGNING_KEY")
 # Exports with more rows than this run as a Celery job writing a file (and its manifest) here.
 AUDIT_EXPORT_INLINE_LIMIT = env_int("AUDIT_EXPORT_INLINE_LIMIT", 50_000)
 AUDIT_EXPORT_DIR = Path(env_str("AUDIT_EXPORT_DIR", str(VAR_DIR / "exports")) or VAR_DIR / "exports")
+
+# Retention: unset keeps every event forever. With N, beat archives each month older than the N
+# whole months before the current one into a verified file under AUDIT_ARCHIVE_DIR, then removes
+# it from the database (audit/archive.py). Zero is refused rather than read as "forever".
+AUDIT_RETENTION_MONTHS = env_int("AUDIT_RETENTION_MONTHS", 0) if env_str("AUDIT_RETENTION_MONTHS") is not None else None
+if AUDIT_RETENTION_MONTHS is not None and AUDIT_RETENTION_MONTHS < 1:
+    raise ImproperlyConfigured(
+        f"AUDIT_RETENTION_MONTHS={AUDIT_RETENTION_MONTHS} must be at least 1; unset it to keep every event."
+    )
+AUDIT_ARCHIVE_DIR = Path(env_str("AUDIT_ARCHIVE_DIR", str(VAR_DIR / "archive")) or VAR_DIR / "archive")
 
 # How often each process looks for registry, matrix or policy changes (seconds). Changes reach
 # routing within this time; expiry dates are checked on every request regardless.
