@@ -306,22 +306,10 @@ def archive_month(month: datetime.date, *, actor: Any = None) -> AuditArchive:
 def _sign_end(plan: Plan) -> None:
     """A signed checkpoint exactly at the archive's last sequence, so its manifest carries a signature
     over the very row the remaining chain continues from."""
-    from audit.checkpoints import public_key_hex, signing_key
+    from audit.checkpoints import sign
 
-    if Checkpoint.objects.filter(sequence=plan.last_sequence).exists():
-        return
-    created_at = timezone.now()
-    message = chain.checkpoint_message(
-        plan.last_sequence, plan.last_hash, plan.last_sequence, chain.timestamp(created_at)
-    )
-    Checkpoint.objects.create(
-        sequence=plan.last_sequence,
-        hash=plan.last_hash,
-        count=plan.last_sequence,
-        created_at=created_at,
-        signature=signing_key().sign(message).hex(),
-        public_key=public_key_hex(),
-    )
+    if not Checkpoint.objects.filter(sequence=plan.last_sequence).exists():
+        sign(plan.last_sequence, plan.last_hash)
 
 
 def _check(path: Path, manifest: dict[str, Any], plan: Plan) -> None:

@@ -61,22 +61,27 @@ def public_key_hex() -> str:
     return raw.hex()
 
 
+def sign(sequence: int, hash: str) -> Checkpoint:
+    """Sign that the chain has ``sequence`` events and the one at ``sequence`` hashes to ``hash``."""
+    created_at = timezone.now()
+    message = chain.checkpoint_message(sequence, hash, sequence, chain.timestamp(created_at))
+    return Checkpoint.objects.create(
+        sequence=sequence,
+        hash=hash,
+        count=sequence,
+        created_at=created_at,
+        signature=signing_key().sign(message).hex(),
+        public_key=public_key_hex(),
+    )
+
+
 @transaction.atomic
 def make_checkpoint() -> Checkpoint | None:
     """Sign the chain's current end, unless the last checkpoint already covers it."""
     last = AuditSeal.objects.order_by("-sequence").only("sequence", "hash").first()
     if last is None or Checkpoint.objects.filter(sequence__gte=last.sequence).exists():
         return None
-    created_at = timezone.now()
-    message = chain.checkpoint_message(last.sequence, last.hash, last.sequence, chain.timestamp(created_at))
-    return Checkpoint.objects.create(
-        sequence=last.sequence,
-        hash=last.hash,
-        count=last.sequence,
-        created_at=created_at,
-        signature=signing_key().sign(message).hex(),
-        public_key=public_key_hex(),
-    )
+    return sign(last.sequence, last.hash)
 
 
 def signature_holds(checkpoint: Checkpoint, public_key: str | None = None) -> bool:
