@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.db import models
-from django.db.models.functions import Upper
+from django.db.models.functions import Coalesce, Upper
 from django.utils import timezone
 
 
@@ -206,3 +206,89 @@ class AuditArchive(models.Model):
 
     def __str__(self) -> str:
         return f"archive {self.month:%Y-%m} (#{self.first_sequence}–#{self.last_sequence})"
+
+
+class UsageRollup(models.Model):
+    """One hour of routing traffic for one combination of attribution, summed for the dashboard.
+
+    Derived data, unlike the ledger: ``audit.rollups.rebuild`` deletes an hour's rows and writes them
+    again from the events, so the rows can always be recomputed and are never the record.
+
+    Decisions and refusals count in the hour they occurred. An outcome counts in the hour of its
+    decision (so its tokens, cost and latency sit beside the decisions they belong to; a late
+    outcome recomputes that hour) and under the model version that actually answered, which after a
+    fallback is not the one the decision chose. Refusals have no model version: their rows have
+    ``model_version_id`` null. ``latency_histogram`` counts outcomes per bucket of
+    ``audit.rollups.LATENCY_BUCKETS_MS`` so that readers can merge hours and estimate percentiles;
+    the stored p50/p95/p99 are exact for the hour.
+    """
+
+    hour = models.DateTimeField(help_text="The start of the UTC hour.")
+    application_name = models.CharField(max_length=100, blank=True)
+    team_name = models.CharField(max_length=100, blank=True)
+    policy_slug = models.CharField(max_length=64, blank=True)
+    rule = models.CharField(max_length=100, blank=True)
+    model_version_id = models.BigIntegerField(null=True, blank=True)
+    model_version_name = models.CharField(max_length=255, blank=True)
+    task_type = models.CharField(max_length=32, blank=True)
+    classification = models.CharField(max_length=32, blank=True)
+    decisions = models.PositiveIntegerField(default=0)
+    refusals = models.PositiveIntegerField(default=0)
+    outcomes_ok = models.PositiveIntegerField(default=0)
+    outcomes_error = models.PositiveIntegerField(default=0)
+    outcomes_timeout = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    estimated_cost_usd = models.DecimalField(max_digits=16, decimal_places=6, default=0)
+    reported_cost_usd = models.DecimalField(max_digits=16, decimal_places=6, default=0)
+    latency_p50_ms = models.FloatField(null=True, blank=True)
+    latency_p95_ms = models.FloatField(null=True, blank=True)
+    latency_p99_ms = models.FloatField(null=True, blank=True)
+    latency_histogram = models.JSONField(
+        default=list, blank=True, help_text="Outcomes per bucket of audit.rollups.LATENCY_BUCKETS_MS."
+    )
+
+    class Meta:
+        ordering = ["-hour", "application_name", "model_version_name", "id"]
+        constraints = [
+            # Refusals have no model version. NULLs are distinct in a plain unique index, and
+            # nulls_distinct=False exists only on PostgreSQL 15+ (SQLite would silently drop the
+            # constraint), so the index is on COALESCE(model_version_id, 0): ids start at 1, the
+            # column keeps its NULL, and both databases enforce the same rule.
+            models.UniqueConstraint(
+                "hour",
+                "application_name",
+                "team_name",
+                "policy_slug",
+                "rule",
+                Coalesce("model_version_id", models.Value(0)),
+                "model_version_name",
+                "task_type",
+                "classification",
+                name="audit_rollup_one_row_per_hour_and_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.application_name} {self.model_version_name or 'refused'}"
+
+
+class RollupWatermark(models.Model):
+    """How far ``audit.rollups.refresh`` has read the ledger: one row (pk 1).
+
+    Refresh reads the events above ``last_event_id``, rebuilds the hours they touch and moves the
+    mark up in the same transaction. Ids are handed out before commit, so an event can become
+    visible after a higher id was already read; ``pending_gaps`` remembers the ids missing below
+    the mark, as ``[low, high, first_seen_unix_time]`` ranges, so that such a late commit is still
+    folded in (rolled-back ids just age out of the list).
+    """
+
+    last_event_id = models.BigIntegerField(default=0)
+    pending_gaps = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"rollups up to event #{self.last_event_id}"

@@ -32,3 +32,11 @@ def archive_expired_months() -> list[str]:
     from audit.archive import archive_expired
 
     return [f"{archive.month:%Y-%m}" for archive in archive_expired()]
+
+
+@shared_task
+def refresh_rollups() -> int:
+    """Bring the hourly usage rollups up to date (beat, every ``ROLLUP_SECONDS``); returns hours rebuilt."""
+    from audit.rollups import refresh
+
+    return refresh()

@@ -196,6 +196,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
+ROLLUP_SECONDS = env_float("ROLLUP_SECONDS", 60.0)
+if ROLLUP_SECONDS <= 0:
+    raise ImproperlyConfigured(f"ROLLUP_SECONDS={ROLLUP_SECONDS} must be a positive number of seconds.")
 CELERY_BEAT_SCHEDULE = {
     "seal-audit-events": {
         "task": "audit.tasks.seal_audit_events",
@@ -204,6 +207,11 @@ CELERY_BEAT_SCHEDULE = {
     "sign-audit-checkpoint": {
         "task": "audit.tasks.sign_checkpoint",
         "schedule": env_float("AUDIT_CHECKPOINT_SECONDS", 300.0),
+    },
+    # The dashboard's hourly usage rollups follow new routing events this often (audit/rollups.py).
+    "refresh-usage-rollups": {
+        "task": "audit.tasks.refresh_rollups",
+        "schedule": ROLLUP_SECONDS,
     },
     # Daily, at a quiet hour: it deletes a month of rows at once (and does nothing without retention).
     "archive-expired-audit-months": {
