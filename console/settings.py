@@ -245,6 +245,29 @@ AUDIT_ARCHIVE_DIR = Path(env_str("AUDIT_ARCHIVE_DIR", str(VAR_DIR / "archive")) 
 # routing within this time; expiry dates are checked on every request regardless.
 ROUTING_SNAPSHOT_TTL_SECONDS = env_float("ROUTING_SNAPSHOT_TTL_SECONDS", 1.0)
 
+# Where every web process counts quotas and month-to-date spend (policies/counters.py): a Redis
+# URL (redis://, rediss:// or unix://), or unset for the database. With several web processes on
+# PostgreSQL either works; Redis keeps the counters' writes off the database.
+ROUTING_COUNTERS_URL = env_str("ROUTING_COUNTERS_URL")
+if ROUTING_COUNTERS_URL is not None and not ROUTING_COUNTERS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(
+        f"ROUTING_COUNTERS_URL={ROUTING_COUNTERS_URL!r} is not a Redis URL (redis://host:6379/0); "
+        "unset it to count in the database."
+    )
+
+# Email: budget alerts go to each team's contacts. DEBUG prints mail to the console by default.
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "switchboard@localhost")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,22 +1,30 @@
 """Deciding a route and recording it: the part of the routing API that is not HTTP.
 
-The view authenticates and validates; this module asks the engine and writes the audit event
-before anything is answered. The demo data and tests record decisions through it too.
+The view authenticates and validates; this module asks the engine, checks the quota and the
+budgets, and writes the audit event before anything is answered. The demo data and tests record
+decisions through it too.
+
+Order, and why: the engine decides first (in memory), so the one counters round trip can carry
+the cost to charge (see ``policies.counters``). Over quota, the answer is 429 and nothing is
+recorded: throttling is flow control, like a 400 or a 401, and recording every throttled call
+would let a runaway client write to the audit log as fast as it can send. A request over budget
+is refused (429, recorded as a refusal) or downgraded to the economy tier, as its rule says.
 """
 
 import datetime
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import insert
-from policies import engine
+from policies import budgets, engine
+from policies.counters import CountersUnavailable, Window, get_counters, insert_guard
+
+MICRO = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -24,17 +32,6 @@ class Answer:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
-
-
-@contextmanager
-def insert_guard() -> Iterator[None]:
-    """A savepoint when a transaction is open (so a duplicate does not poison it), else nothing:
-    in autocommit the insert stays one round trip."""
-    if connection.in_atomic_block:
-        with transaction.atomic():
-            yield
-    else:
-        yield
 
 
 def describe(version: engine.Version) -> dict[str, Any]:
@@ -56,19 +53,46 @@ def decide_and_record(
     user_agent: str = "",
     at: datetime.datetime | None = None,
 ) -> Answer:
-    """Decide, store the decision (or refusal) as an audit event, then return the answer.
+    """Decide, count it against the quota and budgets, store the decision (or refusal) as an audit
+    event, then return the answer.
 
-    ``at`` dates a decision in the past (demo traffic); compliance expiry is judged on its day.
+    ``at`` dates a decision in the past (demo traffic); compliance expiry is judged on its day,
+    and its quota minute and budget month are its own.
     """
     at = at or timezone.now()
+    today = timezone.localdate(at)
     decision_id = uuid.uuid4()
     split_key = wanted.request_id or decision_id.hex  # without a request id, the decision id stands in
-    routed = engine.decide(
-        snapshot, engine.Request(**{**_fields(wanted), "request_id": split_key}), timezone.localdate(at)
-    )
+    request = engine.Request(**{**_fields(wanted), "request_id": split_key})
+    routed = engine.decide(snapshot, request, today)
     record = _Record(snapshot, wanted, decision_id, stored_request, ip, user_agent, at)
+    counters = get_counters()
+    window = budgets.window(wanted.app, at)
+    within = over = 0
+    if isinstance(routed, engine.Decision):
+        within = _micro(routed)
+        if counters.charges_in_check and routed.rule.over_budget == engine.DOWNGRADE:
+            # Only its cost is needed now; its reasons are made again below if it is used.
+            over = _micro(engine.downgrade(snapshot, request, routed, today, "over budget"))
+    try:
+        usage = counters.check(window, within=within, over=over)
+    except CountersUnavailable:
+        detail = "The quota and budget counters cannot be reached; try again."
+        return Answer(503, {"detail": detail}, {"Retry-After": "1"})
+    if usage.over_quota(window):
+        return _over_quota(wanted.app, window, at)
     if isinstance(routed, engine.Refusal):
         return record.refusal(routed)
+    why = budgets.exceeded(wanted.app, window, usage)
+    if why and routed.rule.over_budget != engine.DOWNGRADE:
+        budgets.notice(window, usage, 0)
+        return record.over_budget(routed, why, budgets.over_budget_body(wanted.app, window, usage))
+    if why:
+        routed = engine.downgrade(snapshot, request, routed, today, why)
+        if isinstance(routed, engine.Refusal):
+            budgets.notice(window, usage, 0)
+            return record.refusal(routed)
+    charge = _micro(routed)
     answer = {
         "decision_id": str(decision_id),
         "model": describe(routed.model),
@@ -90,17 +114,32 @@ def decide_and_record(
         data={"request": stored_request, "response": answer},
     )
     try:
-        with insert_guard():
-            insert(event)
+        counters.store(event, window, charge)
     except IntegrityError:
-        # The same request id from the same application: answer with the first decision.
+        # The same request id from the same application: answer with the first decision, and
+        # give back what was charged for this one.
+        counters.refund(window, charge)
         first = AuditEvent.objects.filter(
             kind="routing.decision", application_id=wanted.app.id, request_id=wanted.request_id
         ).first()
         if first is None or not first.data:
             raise
         return Answer(200, first.data["response"], {"X-Idempotent-Replay": "true"})
+    budgets.notice(window, usage, charge)
     return Answer(200, answer)
+
+
+def _micro(routed: engine.Decision | engine.Refusal) -> int:
+    """What a decision is charged, in the counters' micro-dollars; a refusal costs nothing."""
+    return round(routed.estimated_cost_usd * MICRO) if isinstance(routed, engine.Decision) else 0
+
+
+def _over_quota(app: engine.App, window: Window, at: datetime.datetime) -> Answer:
+    seconds = budgets.retry_after(window, at)
+    quota = window.requests_per_minute
+    detail = f"Application {app.name} is over its quota of {quota} requests per minute; retry in {seconds} s."
+    body = {"detail": detail, "quota": {"requests_per_minute": quota, "retry_after_seconds": seconds}}
+    return Answer(429, body, {"Retry-After": str(seconds)})
 
 
 def _fields(route: engine.Request) -> dict[str, Any]:
@@ -162,3 +201,26 @@ class _Record:
         with insert_guard():
             insert(event)
         return Answer(status, body)
+
+    def over_budget(self, decision: engine.Decision, why: str, exceeded: list[dict[str, Any]]) -> Answer:
+        """429 naming the budget, recorded like every refusal: the rule says refuse over budget."""
+        policy, rule = decision.policy, decision.rule
+        detail = f"{why}: refused by rule '{rule.name}' of policy {policy.slug} v{policy.version}."
+        body: dict[str, Any] = {
+            "detail": detail,
+            "decision_id": str(self.decision_id),
+            "policy": {"slug": policy.slug, "version": policy.version},
+            "rule": rule.name,
+            "budgets": exceeded,
+        }
+        event = self.event(
+            "routing.refused",
+            policy_slug=policy.slug,
+            policy_version=policy.version,
+            rule=rule.name,
+            reason=detail,
+            data={"request": self.stored_request, "response": body, "status": 429},
+        )
+        with insert_guard():
+            insert(event)
+        return Answer(429, body)

@@ -21,6 +21,12 @@ A document is plain data (it is stored as JSON and kept in git as YAML)::
         fallbacks: [anthropic/claude-quill/4.0]
         escalation: {complexity: high, tier: frontier}   # optional: this complexity goes to that tier
         verifier: google/gemini-apex/2.5                  # optional, from another provider
+        over_budget: downgrade       # optional: refuse (the default) or downgrade
+
+``over_budget`` says what happens when the request's team or application has spent its monthly
+budget: ``refuse`` answers 429 naming the budget; ``downgrade`` routes to the economy tier instead,
+through every hard filter as always (nothing left: 422). A rule that says nothing refuses: an
+unplanned overspend is the costlier mistake, and the policy's author can always choose downgrade.
 
 This module has no Django imports: validation gets a ``Catalog`` of what exists, so the engine
 and the tests can use it on their own.
@@ -36,7 +42,9 @@ COMPLEXITIES = ("low", "medium", "high")
 TIERS = ("economy", "workhorse", "frontier")
 ACTIONS = ("pinned", "tier", "cheapest", "fastest", "split")
 MATCH_LISTS = ("task_types", "classifications", "applications", "teams", "complexity", "regions")
-RULE_KEYS = ("name", "description", "match", "action", "fallbacks", "escalation", "verifier")
+RULE_KEYS = ("name", "description", "match", "action", "fallbacks", "escalation", "verifier", "over_budget")
+OVER_BUDGET = ("refuse", "downgrade")
+DEFAULT_OVER_BUDGET = "refuse"
 DOCUMENT_KEYS = ("policy", "name", "description", "required_approvals", "rules")
 
 
@@ -150,6 +158,10 @@ def _check_rule(rule: dict[str, Any], path: str, catalog: Catalog, problems: lis
                 problems.append(Problem(f"{epath}.complexity", f"Use one of {', '.join(COMPLEXITIES)}."))
             if escalation.get("tier") not in TIERS:
                 problems.append(Problem(f"{epath}.tier", f"Use one of {', '.join(TIERS)}."))
+    if "over_budget" in rule and rule["over_budget"] not in OVER_BUDGET:
+        problems.append(
+            Problem(f"{path}.over_budget", f"Use {' or '.join(OVER_BUDGET)}; leave it out to refuse, the default.")
+        )
     verifier = rule.get("verifier")
     verifier_known = verifier is not None and _check_ref(verifier, f"{path}.verifier", catalog, problems)
     if verifier_known and pinned_provider is not None and catalog.versions[verifier] == pinned_provider:

@@ -9,6 +9,10 @@ provider that is not active, never a version the compliance matrix does not appr
 request's classification (and region, and day), never a classification the application may not
 send. Then the first matching rule picks among what survives. If nothing survives, the answer is
 a ``Refusal`` that names every candidate and why it was excluded: fail closed.
+
+Budgets are not known here (spend lives in counters, see ``policies.counters``); when a request is
+over budget and its rule says ``over_budget: downgrade``, ``downgrade`` picks again, among the
+economy tier only, through the same hard filters.
 """
 
 import datetime
@@ -22,6 +26,8 @@ from typing import Any
 MAX_FALLBACKS = 3
 DEFAULT_OUTPUT_TOKENS = 1024  # assumed for cost estimates when a request does not say
 ROUTABLE = ("approved", "deprecated")
+ECONOMY = "economy"
+REFUSE, DOWNGRADE = "refuse", "downgrade"  # what a rule does over budget; see policies.document
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +71,12 @@ class App:
     classifications: frozenset[str]
     policy: str | None  # slug of the governing policy
     content_capture: bool
+    team_id: int = 0
+    # Budgets in micro-dollars, as the spend counters count; None: no budget (the team always has
+    # one in the database; hand-built snapshots may leave it out).
+    team_budget_micro: int | None = None
+    requests_per_minute: int | None = None  # None: no quota
+    budget_micro: int | None = None  # the application's own, on top of the team's
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +123,7 @@ class Rule:
     fallbacks: tuple[str, ...] = ()
     escalation: tuple[str, str] | None = None  # (complexity, tier)
     verifier: str | None = None
+    over_budget: str = REFUSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +149,8 @@ class Snapshot:
     # Per classification: versions that pass every filter that does not depend on the request
     # (lifecycle, provider status, an approval exists). Only these can be chosen from a pool.
     eligible: Mapping[str, frozenset[int]] = field(init=False)
-    # Pools of pool-based actions, per (rule, task type, classification), built on first use.
-    pools: dict[tuple[int, str, str], tuple[Version, ...]] = field(init=False, default_factory=dict)
+    # Pools of pool-based actions, per (rule, action, tier, task type, classification), built on first use.
+    pools: dict[tuple[int, str, str | None, str, str], tuple[Version, ...]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         by_tier: dict[str, list[Version]] = {}
@@ -241,6 +254,7 @@ def compile_rule(rule: Mapping[str, Any]) -> Rule:
         fallbacks=tuple(rule.get("fallbacks") or ()),
         escalation=(escalation["complexity"], escalation["tier"]) if escalation else None,
         verifier=rule.get("verifier"),
+        over_budget=rule.get("over_budget") or REFUSE,
     )
 
 
@@ -336,7 +350,7 @@ def _pool(snapshot: Snapshot, rule: Rule, request: Request, action: str, tier: s
     Tier: best score for the task first (ties: lower list price). Fastest: lowest latency first.
     Cheapest: those meeting the quality floor; ordering by cost depends on the request's tokens.
     """
-    key = (id(rule) if action == rule.action else -id(rule), request.task_type, request.classification)
+    key = (id(rule), action, tier, request.task_type, request.classification)
     pool = snapshot.pools.get(key)
     if pool is None:
         eligible = snapshot.eligible.get(request.classification, frozenset())
@@ -404,11 +418,23 @@ def decide(snapshot: Snapshot, request: Request, today: datetime.date) -> Decisi
         action, tier = "tier", rule.escalation[1]
         reasons.append(f"complexity {request.complexity}: escalated to the best {tier} version")
     fallbacks = [snapshot.versions[ref] for ref in rule.fallbacks if ref in snapshot.versions]
+    candidates = itertools.chain(_preferred(snapshot, rule, request, action, tier), fallbacks)
+    chosen, backups, excluded = _choose(snapshot, candidates, request, today)
+    if chosen is None:
+        return _refusal(snapshot, rule, policy, request, action, tier, fallbacks, today)
+    reasons.append(_why_chosen(action, tier, rule, chosen, request))
+    return _decision(snapshot, policy, rule, request, today, chosen, backups, excluded, reasons)
+
+
+def _choose(
+    snapshot: Snapshot, candidates: Iterable[Version], request: Request, today: datetime.date
+) -> tuple[Version | None, list[Version], list[tuple[Version, str]]]:
+    """The first candidate that passes every hard filter, the next few as backups, and those excluded."""
     chosen: Version | None = None
     backups: list[Version] = []
     excluded: list[tuple[Version, str]] = []
     seen: set[int] = set()
-    for version in itertools.chain(_preferred(snapshot, rule, request, action, tier), fallbacks):
+    for version in candidates:
         if version.id in seen:
             continue
         seen.add(version.id)
@@ -421,9 +447,20 @@ def decide(snapshot: Snapshot, request: Request, today: datetime.date) -> Decisi
             backups.append(version)
         else:
             break
-    if chosen is None:
-        return _refusal(snapshot, rule, policy, request, action, tier, fallbacks, today)
-    reasons.append(_why_chosen(action, tier, rule, chosen, request))
+    return chosen, backups, excluded
+
+
+def _decision(
+    snapshot: Snapshot,
+    policy: Policy,
+    rule: Rule,
+    request: Request,
+    today: datetime.date,
+    chosen: Version,
+    backups: list[Version],
+    excluded: list[tuple[Version, str]],
+    reasons: list[str],
+) -> Decision:
     if chosen.lifecycle == "deprecated":
         reasons.append(f"{chosen.ref} is deprecated")
     for version, why in excluded[:5]:
@@ -438,6 +475,49 @@ def decide(snapshot: Snapshot, request: Request, today: datetime.date) -> Decisi
         reasons=tuple(reasons),
         estimated_cost_usd=chosen.cost(request.input_tokens, request.output_tokens),
     )
+
+
+def downgrade(
+    snapshot: Snapshot, request: Request, decision: Decision, today: datetime.date, why: str
+) -> Decision | Refusal:
+    """The decision's rule again, restricted to the economy tier: for a request over budget.
+
+    The rule's own preference comes first where it names economy versions (a pinned economy
+    version, the cheapest economy one, an economy fallback), then the best-scoring rest of the
+    economy tier. Escalation is ignored: being over budget wins. Every hard filter still applies,
+    and if no economy version survives them the answer is a refusal, as for any rule. ``why`` says
+    which budget is exceeded; it leads the reasons.
+    """
+    rule, policy = decision.rule, decision.policy
+    reasons = [f"rule '{rule.name}' of policy {policy.slug} v{policy.version} matched", f"{why}: downgraded to economy"]
+    fallbacks = [snapshot.versions[ref] for ref in rule.fallbacks if ref in snapshot.versions]
+    fallbacks = [version for version in fallbacks if version.tier == ECONOMY]
+    from_rule: set[int] = set()
+
+    def preferred() -> Iterable[Version]:
+        # Lazily: the choice usually stops after a few candidates, so a large pool is not sorted.
+        for version in _preferred(snapshot, rule, request, rule.action, rule.tier):
+            if version.tier == ECONOMY:
+                from_rule.add(version.id)
+                yield version
+
+    economy = _preferred(snapshot, rule, request, "tier", ECONOMY)
+    chosen, backups, excluded = _choose(snapshot, itertools.chain(preferred(), fallbacks, economy), request, today)
+    if chosen is None:
+        candidates = _unique([*preferred(), *fallbacks, *snapshot.by_tier.get(ECONOMY, ())])
+        return Refusal(
+            f"No economy model version may serve this request under rule '{rule.name}' ({why}).",
+            policy,
+            rule,
+            tuple((version, exclusion(snapshot, version, request, today) or "not offered") for version in candidates),
+        )
+    if chosen.id in from_rule:
+        reasons.append(_why_chosen(rule.action, rule.tier, rule, chosen, request))
+    elif any(version.id == chosen.id for version in fallbacks):
+        reasons.append(f"the rule's economy fallback: {chosen.ref}")
+    else:
+        reasons.append(f"best {request.task_type} score in the economy tier: {chosen.ref}")
+    return _decision(snapshot, policy, rule, request, today, chosen, backups, excluded, reasons)
 
 
 def _refusal(

@@ -59,7 +59,17 @@ class TeamForm(forms.ModelForm):
 class ApplicationForm(forms.ModelForm):
     class Meta:
         model = Application
-        fields = ["name", "slug", "team", "description", "allowed_classifications", "policy", "content_capture"]
+        fields = [
+            "name",
+            "slug",
+            "team",
+            "description",
+            "allowed_classifications",
+            "policy",
+            "content_capture",
+            "requests_per_minute",
+            "monthly_budget_usd",
+        ]
         widgets = {
             "allowed_classifications": forms.CheckboxSelectMultiple,
             "description": forms.Textarea(attrs={"rows": 3}),
@@ -71,9 +81,16 @@ class ApplicationForm(forms.ModelForm):
         assert isinstance(policy, forms.ModelChoiceField)
         policy.queryset = Policy.objects.order_by("name")
         policy.empty_label = "No policy: every request is refused"
+        self.fields["requests_per_minute"].widget.attrs["min"] = "1"
+        self.fields["monthly_budget_usd"].widget.attrs["min"] = "0"
 
     def clean_slug(self) -> str:
         return _check_slug(self.cleaned_data["slug"])
+
+    def clean_monthly_budget_usd(self) -> Decimal | None:
+        """As for a team's budget: two decimals, so "50" over "50.00" is no change."""
+        budget: Decimal | None = self.cleaned_data["monthly_budget_usd"]
+        return None if budget is None else budget.quantize(CENTS)
 
 
 class ApplicationFilterForm(forms.Form):

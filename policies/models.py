@@ -51,6 +51,22 @@ class Application(models.Model):
         related_name="applications",
         help_text="The routing policy that governs it; without one, every request is refused.",
     )
+    requests_per_minute = models.PositiveIntegerField(
+        "requests per minute",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Quota on the routing API; more in one clock minute are answered 429. Empty: no quota.",
+    )
+    monthly_budget_usd = models.DecimalField(
+        "monthly budget (USD)",
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Its own budget, on top of the team's. Empty: only the team's budget applies.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -238,3 +254,104 @@ class ComplianceRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_version} × {self.classification}: {self.decision} (requested by {self.requested_by_name})"
+
+
+class Scope(models.TextChoices):
+    """Whose budget: a team's, or one application's on top of its team's."""
+
+    TEAM = "team", "Team"
+    APPLICATION = "application", "Application"
+
+
+class MonthlySpend(models.Model):
+    """Month-to-date estimated spend of a team or an application: the database counter.
+
+    Kept in integer micro-dollars (the precision the routing API reports estimated costs in) so
+    that increments from many web processes add exactly, here and in Redis alike. Only used when
+    ``ROUTING_COUNTERS_URL`` is unset; see ``policies.counters``. ``owner_id`` is the team's or
+    the application's id without a foreign key: the row is written by the routing hot path in the
+    same statement as the audit event, and a counter must not stop a team from being deleted.
+    """
+
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    owner_id = models.BigIntegerField()
+    month = models.DateField(help_text="The first day of the month, in TIME_ZONE.")
+    spent_micro_usd = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-month", "scope", "owner_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "owner_id", "month"], name="monthly_spend_one_row_per_month"),
+            models.CheckConstraint(condition=models.Q(scope__in=Scope.values), name="monthly_spend_known_scope"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.owner_id} {self.month:%Y-%m}: ${self.spent_micro_usd / 1_000_000:.6f}"
+
+
+class QuotaWindow(models.Model):
+    """An application's requests in the current clock minute: the database quota counter.
+
+    One row per application, reset in place when a new minute starts (see ``policies.counters``),
+    so the table never grows. Only used when ``ROUTING_COUNTERS_URL`` is unset. UNLOGGED on
+    PostgreSQL (migration 0004): its writes then commit without a disk flush.
+    """
+
+    application_id = models.BigIntegerField(primary_key=True)
+    minute = models.BigIntegerField(help_text="Minutes since the Unix epoch.")
+    requests = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["application_id"]
+
+    def __str__(self) -> str:
+        return f"application {self.application_id}: {self.requests} in minute {self.minute}"
+
+
+class BudgetAlert(models.Model):
+    """A budget crossed 80% or 100% in a month: raised once, shown on the dashboard's banner.
+
+    ``application`` is empty for the team's own budget. Once per budget, month, threshold and
+    amount: raising a budget re-arms its alerts for the new amount, while what was said about the
+    old one stays.
+    """
+
+    class Threshold(models.IntegerChoices):
+        WARNING = 80, "80%"
+        EXHAUSTED = 100, "100%"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="budget_alerts")
+    application = models.ForeignKey(
+        Application, null=True, blank=True, on_delete=models.CASCADE, related_name="budget_alerts"
+    )
+    month = models.DateField(help_text="The first day of the month, in TIME_ZONE.")
+    threshold = models.PositiveSmallIntegerField(choices=Threshold.choices)
+    spend_usd = models.DecimalField(
+        "spend (USD)", max_digits=16, decimal_places=6, help_text="Estimated month-to-date spend when it crossed."
+    )
+    budget_usd = models.DecimalField("budget (USD)", max_digits=12, decimal_places=2)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-month", "-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "month", "threshold", "budget_usd"],
+                condition=models.Q(application__isnull=True),
+                name="budget_alert_once_per_team_budget",
+            ),
+            models.UniqueConstraint(
+                fields=["application", "month", "threshold", "budget_usd"],
+                condition=models.Q(application__isnull=False),
+                name="budget_alert_once_per_application_budget",
+            ),
+            models.CheckConstraint(condition=models.Q(threshold__in=[80, 100]), name="budget_alert_known_threshold"),
+        ]
+
+    def __str__(self) -> str:
+        owner = f"application {self.application}" if self.application_id else f"team {self.team}"
+        return f"{owner} at {self.threshold}% of ${self.budget_usd} in {self.month:%Y-%m}"
+
+    @property
+    def owner(self) -> "Team | Application":
+        return self.application if self.application_id else self.team  # type: ignore[return-value]

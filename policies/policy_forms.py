@@ -134,6 +134,15 @@ class RuleForm(forms.Form):
         required=False, choices=[("", "—"), *((tier, tier) for tier in doc.TIERS)], label="to tier"
     )
     verifier = forms.ChoiceField(required=False, label="Verifier", help_text="From another provider.")
+    over_budget = forms.ChoiceField(
+        required=False,
+        choices=[
+            ("refuse", "Refuse: answer 429 naming the budget"),
+            ("downgrade", "Downgrade to the economy tier"),
+        ],
+        label="When the team or application is over its monthly budget",
+        help_text="Refuse is the default. A downgrade still passes every compliance filter.",
+    )
     split_rows = forms.IntegerField(widget=forms.HiddenInput, required=False)
     fallback_rows = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
@@ -223,6 +232,10 @@ class RuleForm(forms.Form):
             rule["escalation"] = {"complexity": complexity or None, "tier": tier or None}
         if self._raw("verifier"):
             rule["verifier"] = self._raw("verifier")
+        # Refuse is the default, so only the other choice is written (an unknown value is kept for
+        # validation to name).
+        if self._raw("over_budget") not in ("", doc.DEFAULT_OVER_BUDGET):
+            rule["over_budget"] = self._raw("over_budget")
         return rule
 
     def _action(self) -> dict[str, Any]:
@@ -278,6 +291,7 @@ def rule_initial(rule: dict[str, Any]) -> dict[str, Any]:
         "escalation_complexity": escalation.get("complexity") or "",
         "escalation_tier": escalation.get("tier") or "",
         "verifier": rule.get("verifier") or "",
+        "over_budget": rule.get("over_budget") or doc.DEFAULT_OVER_BUDGET,
         "fallbacks": [str(ref) for ref in fallbacks],
         "split": [
             (entry.get("model_version") or "", entry.get("weight")) for entry in split if isinstance(entry, dict)

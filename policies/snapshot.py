@@ -19,6 +19,12 @@ from registry.models import Capability, ComplianceCell, Counter, DataClassificat
 from registry.services import current
 
 PER_TOKEN = Decimal(1_000_000)
+MICRO = Decimal(1_000_000)
+
+
+def micro_usd(amount: Decimal | None) -> int | None:
+    """A budget in the spend counters' unit, micro-dollars; None stays None (no budget)."""
+    return None if amount is None else int(amount * MICRO)
 
 
 def compile_snapshot() -> engine.Snapshot:
@@ -65,6 +71,10 @@ def compile_snapshot() -> engine.Snapshot:
             classifications=frozenset(c.slug for c in application.allowed_classifications.all()),
             policy=application.policy.slug if application.policy else None,
             content_capture=application.content_capture,
+            team_id=application.team_id,
+            team_budget_micro=micro_usd(application.team.monthly_budget_usd),
+            requests_per_minute=application.requests_per_minute,
+            budget_micro=micro_usd(application.monthly_budget_usd),
         )
     keys = {
         key.key_hash: engine.Key(app=apps[key.application_id], expires_at=key.expires_at, revoked_at=key.revoked_at)

@@ -23,6 +23,6 @@ def test_the_schema_describes_the_routing_api(administrator: Any) -> None:
     client.force_login(administrator)
     schema = client.get("/api/schema/?format=json").json()
     route = schema["paths"]["/api/v1/route"]["post"]
-    assert set(route["responses"]) == {"200", "400", "401", "403", "422"}
+    assert set(route["responses"]) == {"200", "400", "401", "403", "422", "429", "503"}
     assert schema["components"]["schemas"]["RouteRequest"]["required"] == ["task_type", "data_classification"]
     assert "/api/v1/decisions/{decision_id}/outcome" in schema["paths"]

@@ -72,6 +72,30 @@ SCHEMAS: dict[str, Any] = {
                     },
                 },
             },
+            "quota": {
+                "type": "object",
+                "description": "On 429 over quota; the Retry-After header says the same.",
+                "properties": {
+                    "requests_per_minute": {"type": "integer"},
+                    "retry_after_seconds": {"type": "integer"},
+                },
+            },
+            "budgets": {
+                "type": "array",
+                "description": "On 429 over budget (the rule says over_budget: refuse): each budget exceeded.",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "scope": {"type": "string", "enum": ["team", "application"]},
+                        "slug": {"type": "string"},
+                        "name": {"type": "string"},
+                        "monthly_budget_usd": {"type": "string"},
+                        "spent_usd": {"type": "number"},
+                        "month": {"type": "string", "description": "YYYY-MM"},
+                        "resets_at": {"type": "string", "format": "date-time"},
+                    },
+                },
+            },
         },
     },
     "Outcome": {
@@ -123,6 +147,12 @@ PATHS: dict[str, Any] = {
                 ("401", "Missing, unknown, expired or revoked key."),
                 ("403", "The application may not send this data classification."),
                 ("422", "No model version may serve: every candidate and why not."),
+                (
+                    "429",
+                    "Over the application's requests-per-minute quota (with Retry-After, not recorded), or over "
+                    "a monthly budget where the rule refuses (recorded as a refusal, naming the budget).",
+                ),
+                ("503", "The quota and budget counters cannot be reached; routing fails closed."),
             ),
         }
     },

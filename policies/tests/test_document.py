@@ -65,6 +65,7 @@ def test_a_complete_rule_is_valid() -> None:
         fallbacks=["cirrus/big/3"],
         escalation={"complexity": "high", "tier": "frontier"},
         verifier="bolt/fast/2",
+        over_budget="downgrade",
     )
     assert validate(document(full), CATALOG) == []
     assert check(document(full), CATALOG) == document(full)
@@ -472,3 +473,29 @@ def test_a_duplicate_key_in_yaml_is_a_problem() -> None:
 
 def test_problems_read_as_path_and_message() -> None:
     assert str(Problem("rules[0].name", "Give it a name.")) == "rules[0].name: Give it a name."
+
+
+# --- Over budget --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("choice", ["refuse", "downgrade"])
+def test_over_budget_is_refuse_or_downgrade(choice: str) -> None:
+    assert validate(document(rule(over_budget=choice)), CATALOG) == []
+
+
+@pytest.mark.parametrize("choice", ["economy", "", None, True])
+def test_any_other_over_budget_is_named_with_the_choices(choice: Any) -> None:
+    problems = validate(document(rule(over_budget=choice)), CATALOG)
+    assert [str(problem) for problem in problems] == [
+        "rules[0].over_budget: Use refuse or downgrade; leave it out to refuse, the default."
+    ]
+
+
+def test_over_budget_comes_last_in_a_rule_and_survives_the_yaml_round_trip() -> None:
+    doc = document({"over_budget": "downgrade", "action": {"tier": "economy"}, "name": "cheap", "match": {}})
+    text = to_yaml(doc)
+    assert text.splitlines()[-1] == "  over_budget: downgrade"
+    assert from_yaml(text) == {
+        "rules": [{"name": "cheap", "match": {}, "action": {"tier": "economy"}, "over_budget": "downgrade"}]
+    }
+    assert to_yaml(from_yaml(text)) == text

@@ -375,3 +375,67 @@ def test_no_decision_ever_names_a_version_the_matrix_does_not_approve(
         return
     for named in (result.model, *result.fallbacks, *([result.verifier] if result.verifier else [])):
         assert may_serve(snap, named, request), (named.ref, request)
+
+
+# --- Over budget: the rule again, economy only --------------------------------------------------
+
+
+def downgraded(snap: engine.Snapshot, **kw: Any) -> engine.Decision | engine.Refusal:
+    data: dict[str, Any] = {"app": APP, "task_type": "code", "classification": "internal", "request_id": "r1"}
+    data.update(kw)
+    request = engine.Request(**data)
+    decision = engine.decide(snap, request, TODAY)
+    assert isinstance(decision, engine.Decision)
+    return engine.downgrade(snap, request, decision, TODAY, "team Care is over its monthly budget of $5.00")
+
+
+def test_a_downgrade_prefers_the_rules_own_economy_choice_then_the_best_economy_version() -> None:
+    frontier, cheap, better = version(1, tier="frontier"), version(2, tier="economy"), version(3, tier="economy")
+    snap = snapshot(
+        [frontier, cheap, better],
+        [{"name": "r", "action": {"pinned": frontier.ref}, "fallbacks": [cheap.ref], "over_budget": "downgrade"}],
+        approve_all([frontier, cheap, better], "internal"),
+    )
+    result = downgraded(snap)
+    assert isinstance(result, engine.Decision)
+    assert result.model == cheap and [v.ref for v in result.fallbacks] == [better.ref]
+    assert result.reasons[1:3] == (
+        "team Care is over its monthly budget of $5.00: downgraded to economy",
+        f"the rule's economy fallback: {cheap.ref}",
+    )
+    assert result.rule.over_budget == "downgrade"
+    no_fallback = snapshot(
+        [frontier, cheap, better],
+        [{"name": "r", "action": {"pinned": frontier.ref}}],
+        approve_all([frontier, cheap, better], "internal"),
+    )
+    assert chosen(downgraded(no_fallback)) == better.ref  # quality 53 beats 52
+
+
+def test_a_downgrade_ignores_escalation_and_keeps_the_verifier() -> None:
+    economy, frontier, checker = version(1, tier="economy"), version(2, tier="frontier"), version(3, "beta")
+    rule = {
+        "name": "r",
+        "action": {"tier": "economy"},
+        "escalation": {"complexity": "high", "tier": "frontier"},
+        "verifier": checker.ref,
+    }
+    snap = snapshot([economy, frontier, checker], [rule], approve_all([economy, frontier, checker], "internal"))
+    assert chosen(ask(snap, complexity="high")) == frontier.ref
+    result = downgraded(snap, complexity="high")
+    assert isinstance(result, engine.Decision)
+    assert result.model == economy and result.verifier == checker
+
+
+def test_a_downgrade_with_no_economy_version_allowed_is_a_refusal_naming_each() -> None:
+    frontier, cheap = version(1, tier="frontier"), version(2, tier="economy")
+    approvals = approve_all([frontier], "internal", "pii") | approve_all([cheap], "internal")
+    snap = snapshot([frontier, cheap], [{"name": "r", "action": {"pinned": frontier.ref}}], approvals)
+    result = downgraded(snap, classification="pii")
+    assert isinstance(result, engine.Refusal)
+    assert "No economy model version may serve this request under rule 'r'" in result.detail
+    assert [(v.ref, why) for v, why in result.excluded] == [(cheap.ref, "not approved for pii data")]
+
+
+def test_a_rule_without_over_budget_refuses() -> None:
+    assert engine.compile_rule({"name": "r", "action": {"tier": "economy"}}).over_budget == engine.REFUSE

@@ -438,6 +438,7 @@ def test_every_field_of_a_rule_round_trips_through_the_editor(
         "fallbacks": [refs[2], refs[1]],
         "escalation": {"complexity": "high", "tier": "frontier"},
         "verifier": refs[1],
+        "over_budget": "downgrade",
     }
     fastest = {"name": "fast", "match": {"task_types": ["code"]}, "action": {"fastest": {"max_cost_usd": 0.01}}}
     tier = {"name": "default", "match": {}, "action": {"tier": "economy"}}

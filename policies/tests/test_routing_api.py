@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from policies import services
+from policies.counters import get_counters
 from policies.models import Application
 from policies.tests.factories import make_active_policy, make_app, pinned_rule, rules_document
 from registry import services as registry_services
@@ -231,16 +232,77 @@ def test_a_narrowed_matrix_takes_effect_on_the_next_request(world: World) -> Non
     assert "excluded acme/large/1: not approved for internal data" in body["reasons"]
 
 
-def test_the_hot_path_writes_one_row_and_reads_nothing_else(world: World, settings: Any) -> None:
-    settings.ROUTING_SNAPSHOT_TTL_SECONDS = 60
-    world.route()  # warm the snapshot
+def _hot_path_statements(world: World) -> list[str]:
+    world.route()  # warm the snapshot (and Redis's script cache)
     with CaptureQueriesContext(connection) as queries:
         assert world.route().status_code == 200
-    # The test runs inside a transaction, so the insert is wrapped in a savepoint; in autocommit
-    # (production) it is the only statement.
+    # The test runs inside a transaction, so inserts are wrapped in savepoints; in autocommit
+    # (production) there are none.
+    return [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+
+
+SPEND_READ = "COALESCE((SELECT spent_micro_usd FROM policies_monthlyspend WHERE scope = "
+AUDIT_INSERT = 'INSERT INTO "audit_auditevent"'
+SPEND_UPSERT = "INSERT INTO policies_monthlyspend (scope, owner_id, month, spent_micro_usd) VALUES"
+
+
+def _assert_stores_with_one_round_trip(statements: list[str]) -> None:
+    """The decision's audit INSERT, carrying the spend UPSERT: one statement on PostgreSQL. SQLite
+    has no data-modifying CTEs (nor round trips: it runs in process), so there it is a second one."""
+    if connection.vendor == "postgresql":
+        assert len(statements) == 1
+        assert statements[0].startswith(f"WITH spend AS ({SPEND_UPSERT}")
+        assert f") {AUDIT_INSERT}" in statements[0]
+    else:
+        assert len(statements) == 2
+        assert statements[0].startswith(AUDIT_INSERT)
+        assert statements[1].startswith(SPEND_UPSERT)
+
+
+def test_the_hot_path_reads_the_budget_in_one_statement_and_stores_the_decision_with_its_cost(
+    world: World, settings: Any
+) -> None:
+    settings.ROUTING_SNAPSHOT_TTL_SECONDS = 60
+    statements = _hot_path_statements(world)
+    # No registry or policy query: the counters' one statement (the team's month-to-date spend;
+    # no quota, no application budget here), then the store.
+    assert statements[0].startswith(f"SELECT 0, {SPEND_READ}")
+    assert statements[0].count("SELECT spent_micro_usd") == 1
+    _assert_stores_with_one_round_trip(statements[1:])
+    assert len(statements) == (2 if connection.vendor == "postgresql" else 3)
+
+
+def test_a_quota_and_an_application_budget_still_cost_one_statement(world: World, settings: Any) -> None:
+    settings.ROUTING_SNAPSHOT_TTL_SECONDS = 60
+    registry_services.update_object(world.app, data={"requests_per_minute": 1000, "monthly_budget_usd": 50})
+    statements = _hot_path_statements(world)
+    # Count the request in its minute and read both spends: one INSERT … ON CONFLICT … RETURNING.
+    assert statements[0].startswith("INSERT INTO policies_quotawindow (application_id, minute, requests)")
+    assert statements[0].count("SELECT spent_micro_usd") == 2
+    _assert_stores_with_one_round_trip(statements[1:])
+    assert len(statements) == (2 if connection.vendor == "postgresql" else 3)
+
+
+def test_with_redis_counters_the_hot_path_is_one_redis_call_and_one_insert(
+    world: World, settings: Any, redis_counters: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.ROUTING_SNAPSHOT_TTL_SECONDS = 60
+    registry_services.update_object(world.app, data={"requests_per_minute": 1000, "monthly_budget_usd": 50})
+    world.route()  # warm the snapshot, and load the script into Redis
+    pool = get_counters().client.connection_pool  # type: ignore[attr-defined]
+    checkouts: list[int] = []
+    get_connection = pool.get_connection
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        checkouts.append(1)  # one per command or pipeline sent: a round trip
+        return get_connection(*args, **kwargs)
+
+    monkeypatch.setattr(pool, "get_connection", counted)
+    with CaptureQueriesContext(connection) as queries:
+        assert world.route().status_code == 200
     statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
-    assert len(statements) == 1
-    assert statements[0].startswith('INSERT INTO "audit_auditevent"')
+    assert len(checkouts) == 1  # the script: quota, both spends and the charge
+    assert len(statements) == 1 and statements[0].startswith(AUDIT_INSERT)
 
 
 def outcome(world: World, decision_id: str, **body: Any) -> Any:

@@ -21,9 +21,9 @@ from django.views.generic import DetailView, ListView
 from audit.models import AuditEvent
 from audit.services import history
 from console.views import RolePermissionMixin, require_permission
-from policies import services
+from policies import budgets, services
 from policies.forms import ApiKeyForm, ApplicationFilterForm, ApplicationForm, TeamForm
-from policies.models import ApiKey, Application, Team
+from policies.models import ApiKey, Application, Scope, Team
 from registry.views import PAGE_SIZE, AuditedCreateView, AuditedUpdateView, add_service_errors, querystring
 
 HISTORY_LENGTH = 50
@@ -64,6 +64,8 @@ class TeamDetail(RolePermissionMixin, DetailView):  # type: ignore[type-arg]
             key_count=Count("api_keys", filter=usable_keys(timezone.now()))
         )
         context["contacts"] = team.contacts.split()
+        context["spend"] = budgets.Spend.of(Scope.TEAM, team.pk, team.monthly_budget_usd)
+        context["alerts"] = team.budget_alerts.filter(month=context["spend"].month).select_related("application")
         context["events"] = history(team)[:HISTORY_LENGTH]
         return context
 
@@ -113,6 +115,7 @@ class ApplicationDetail(RolePermissionMixin, DetailView):  # type: ignore[type-a
         now = timezone.now()
         context["keys"] = [(key, key_status(key, now)) for key in application.api_keys.all()]
         context["key_form"] = ApiKeyForm()
+        context["spend"] = budgets.Spend.of(Scope.APPLICATION, application.pk, application.monthly_budget_usd)
         context["events"] = application_history(application)[:HISTORY_LENGTH]
         return context
 

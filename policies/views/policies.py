@@ -85,6 +85,12 @@ def describe_action(action: dict[str, Any]) -> str:
     return "no action"
 
 
+OVER_BUDGET_WORDS = {
+    "refuse": "refuse with 429, naming the budget",
+    "downgrade": "downgrade to the economy tier",
+}
+
+
 def describe(document: dict[str, Any]) -> list[dict[str, Any]]:
     """Each rule of a (valid) document as words, for people who do not read YAML."""
     described = []
@@ -102,6 +108,7 @@ def describe(document: dict[str, Any]) -> list[dict[str, Any]]:
                 if escalation
                 else "",
                 "verifier": rule.get("verifier", ""),
+                "over_budget": OVER_BUDGET_WORDS.get(rule.get("over_budget") or doc.DEFAULT_OVER_BUDGET, ""),
             }
         )
     return described

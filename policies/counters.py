@@ -1,0 +1,340 @@
+"""Quota and spend counters that every web process shares: Redis when configured, else the database.
+
+``ROUTING_COUNTERS_URL`` (e.g. ``redis://127.0.0.1:6379/0``) selects Redis; unset, the counters
+live in the database (``QuotaWindow``, ``MonthlySpend``). Either way a routing request pays for
+them with at most one extra round trip:
+
+- ``check`` counts the request in its application's clock minute and reads the team's and the
+  application's month-to-date spend, in one SQL statement or one Redis script call.
+- The decision's estimated cost is added to both spends without a round trip of its own. On
+  PostgreSQL the spend UPSERT rides in the audit INSERT's statement (a data-modifying CTE), so a
+  cost is counted exactly when its decision is stored. Redis cannot join the database's
+  statement, so its script adds the cost in ``check`` already: the engine decides before the
+  counters are asked (it is in memory), ``check`` gets the cost within budget and the cost over
+  budget (the economy downgrade, or nothing when the rule refuses), and the script picks with the
+  spend it has just read. A stored replay of a request id is refunded (a second call, only on that
+  rare path). SQLite has no data-modifying CTEs, and no round trips either (it runs in process):
+  there the UPSERT is a second statement in the audit INSERT's transaction.
+
+Quotas count fixed clock minutes (a burst of up to twice the quota can straddle a minute's end;
+in exchange ``Retry-After`` is exact and the same in every process). Spend is counted in integer
+micro-dollars, the precision the API reports estimated costs in, so increments add exactly.
+"""
+
+import datetime
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+
+from audit.models import AuditEvent
+from audit.services import insert
+from policies.models import MonthlySpend, QuotaWindow, Scope
+
+QUOTA_TTL_SECONDS = 120  # a minute's counter outlives its minute, then Redis forgets it
+SPEND_TTL_SECONDS = 62 * 24 * 3600  # a month's spend stays readable into the next month
+REDIS_TIMEOUT_SECONDS = 0.5  # the routing API answers 503 rather than wait longer
+NO_LIMIT = -1
+TEAM, APPLICATION = Scope.TEAM.value, Scope.APPLICATION.value  # plain strings for the drivers
+
+
+class CountersUnavailable(Exception):
+    """The counters could not be reached; routing fails closed (503) rather than ignore budgets."""
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Where one request is counted: its application's minute and its month's spends."""
+
+    app_id: int
+    team_id: int
+    minute: int  # minutes since the Unix epoch
+    month: datetime.date  # first day
+    requests_per_minute: int | None
+    team_budget_micro: int | None
+    app_budget_micro: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What ``check`` saw: the request's number in its minute (0 without a quota) and the spends
+    before this request's cost, in micro-dollars."""
+
+    requests: int
+    team_spent: int
+    app_spent: int
+
+    def over_quota(self, window: Window) -> bool:
+        return window.requests_per_minute is not None and self.requests > window.requests_per_minute
+
+    def over_team_budget(self, window: Window) -> bool:
+        return window.team_budget_micro is not None and self.team_spent >= window.team_budget_micro
+
+    def over_app_budget(self, window: Window) -> bool:
+        return window.app_budget_micro is not None and self.app_spent >= window.app_budget_micro
+
+    def over_budget(self, window: Window) -> bool:
+        # The Redis script below makes the same comparison; keep the two alike.
+        return self.over_team_budget(window) or self.over_app_budget(window)
+
+
+class Counters(Protocol):
+    charges_in_check: bool
+
+    def check(self, window: Window, *, within: int, over: int) -> Usage: ...
+
+    def store(self, event: AuditEvent, window: Window, charge: int) -> None: ...
+
+    def refund(self, window: Window, charge: int) -> None: ...
+
+    def spent(self, scope: str, owner_id: int, month: datetime.date) -> int: ...
+
+
+# --- The database --------------------------------------------------------------------------
+
+_SPENT = (
+    f"COALESCE((SELECT spent_micro_usd FROM {MonthlySpend._meta.db_table} "  # noqa: S608 - names are ours
+    "WHERE scope = %s AND owner_id = %s AND month = %s), 0)"
+)
+
+
+def _check_sql(vendor: str, *, quota: bool, app_spend: bool) -> str:
+    """One statement: count the request in its application's minute (with a quota) and read the
+    team's spend and (with a budget) the application's.
+
+    The quota is one row per application, reset in place when a later minute starts, so the
+    table never grows. A process whose clock lags (an older minute) counts into the newer minute
+    instead of resetting it.
+    """
+    spends = f"{_SPENT}, {_SPENT if app_spend else '0'}"
+    if not quota:
+        return f"SELECT 0, {spends}"
+    table = QuotaWindow._meta.db_table
+    greatest = "GREATEST" if vendor == "postgresql" else "MAX"
+    return (
+        f"INSERT INTO {table} (application_id, minute, requests) VALUES (%s, %s, 1) "  # noqa: S608
+        f"ON CONFLICT (application_id) DO UPDATE SET "
+        f"requests = CASE WHEN excluded.minute > {table}.minute THEN 1 ELSE {table}.requests + 1 END, "
+        f"minute = {greatest}(excluded.minute, {table}.minute) "
+        f"RETURNING requests, {spends}"
+    )
+
+
+_SPEND_UPSERT = (
+    f"INSERT INTO {MonthlySpend._meta.db_table} (scope, owner_id, month, spent_micro_usd) "  # noqa: S608
+    "VALUES (%s, %s, %s, %s), (%s, %s, %s, %s) "
+    "ON CONFLICT (scope, owner_id, month) DO UPDATE SET "
+    f"spent_micro_usd = {MonthlySpend._meta.db_table}.spent_micro_usd + excluded.spent_micro_usd"
+)
+_EVENT_FIELDS = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
+
+
+def _event_insert(connection: Any) -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in _EVENT_FIELDS)
+    placeholders = ", ".join(["%s"] * len(_EVENT_FIELDS))
+    return f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({columns}) VALUES ({placeholders}) RETURNING id"  # noqa: S608
+
+
+class DatabaseCounters:
+    """Counters in the database: one statement per check, and the spend rides with the audit insert."""
+
+    charges_in_check = False
+
+    def __init__(self) -> None:
+        self._sql: dict[str, str] = {}
+
+    def check(self, window: Window, *, within: int, over: int) -> Usage:
+        connection = connections[DEFAULT_DB_ALIAS]
+        month = connection.ops.adapt_datefield_value(window.month)
+        quota, app_spend = window.requests_per_minute is not None, window.app_budget_micro is not None
+        key = f"check:{connection.vendor}:{quota}:{app_spend}"
+        sql = self._sql.get(key)
+        if sql is None:
+            sql = self._sql[key] = _check_sql(connection.vendor, quota=quota, app_spend=app_spend)
+        # The application's spend is always counted (a budget set mid-month starts from the
+        # truth) but only read when it has a budget.
+        params = [window.app_id, window.minute] if quota else []
+        params += [TEAM, window.team_id, month]
+        if app_spend:
+            params += [APPLICATION, window.app_id, month]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            requests, team_spent, app_spent = cursor.fetchone()
+        return Usage(requests=int(requests), team_spent=int(team_spent), app_spent=int(app_spent))
+
+    def store(self, event: AuditEvent, window: Window, charge: int) -> None:
+        """Insert the audit event and add ``charge`` to both spends, together or not at all.
+
+        A duplicate request id raises ``IntegrityError`` and counts nothing.
+        """
+        connection = connections[DEFAULT_DB_ALIAS]
+        values = [field.get_db_prep_save(field.pre_save(event, add=True), connection) for field in _EVENT_FIELDS]
+        month = connection.ops.adapt_datefield_value(window.month)
+        spend = [TEAM, window.team_id, month, charge, APPLICATION, window.app_id, month, charge]
+        if charge <= 0:
+            sql, params = self._insert(connection), values
+        elif connection.vendor == "postgresql":
+            sql, params = self._insert(connection, with_spend=True), [*spend, *values]
+        else:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(self._insert(connection), values)
+                event.pk = cursor.fetchone()[0]
+                cursor.execute(_SPEND_UPSERT, spend)
+            self._stored(event)
+            return
+        with insert_guard(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            event.pk = cursor.fetchone()[0]
+        self._stored(event)
+
+    def refund(self, window: Window, charge: int) -> None:
+        """Nothing to give back: a cost is only counted with its stored event."""
+
+    def spent(self, scope: str, owner_id: int, month: datetime.date) -> int:
+        row = MonthlySpend.objects.filter(scope=scope, owner_id=owner_id, month=month).first()
+        return row.spent_micro_usd if row else 0
+
+    def _insert(self, connection: Any, *, with_spend: bool = False) -> str:
+        """The audit INSERT, built once per database; on PostgreSQL optionally led by the spend UPSERT."""
+        key = f"insert:{connection.vendor}:{with_spend}"
+        sql = self._sql.get(key)
+        if sql is None:
+            insert = _event_insert(connection)
+            sql = self._sql[key] = f"WITH spend AS ({_SPEND_UPSERT}) {insert}" if with_spend else insert
+        return sql
+
+    @staticmethod
+    def _stored(event: AuditEvent) -> None:
+        event._state.adding = False
+        event._state.db = DEFAULT_DB_ALIAS
+
+
+@contextmanager
+def insert_guard() -> Iterator[None]:
+    """A savepoint when a transaction is open (so a duplicate does not poison it), else nothing:
+    in autocommit the insert stays one round trip."""
+    if connections[DEFAULT_DB_ALIAS].in_atomic_block:
+        with transaction.atomic():
+            yield
+    else:
+        yield
+
+
+# --- Redis ---------------------------------------------------------------------------------
+
+# KEYS: the minute's request count, the team's spend, the application's spend.
+# ARGV: quota (-1: none), team budget, application budget (-1: none), cost within budget, cost
+# over budget, the two TTLs. Over quota, nothing is charged; the over-budget test is the one
+# ``Usage.over_budget`` makes.
+_CHECK_SCRIPT = """
+local requests = 0
+local limit = tonumber(ARGV[1])
+if limit >= 0 then
+  requests = redis.call('INCR', KEYS[1])
+  if requests == 1 then redis.call('EXPIRE', KEYS[1], ARGV[6]) end
+end
+local team = tonumber(redis.call('GET', KEYS[2]) or '0')
+local app = tonumber(redis.call('GET', KEYS[3]) or '0')
+if limit < 0 or requests <= limit then
+  local team_budget, app_budget = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local over = (team_budget >= 0 and team >= team_budget) or (app_budget >= 0 and app >= app_budget)
+  local cost = tonumber(ARGV[4])
+  if over then cost = tonumber(ARGV[5]) end
+  if cost > 0 then
+    redis.call('INCRBY', KEYS[2], cost)
+    redis.call('EXPIRE', KEYS[2], ARGV[7])
+    redis.call('INCRBY', KEYS[3], cost)
+    redis.call('EXPIRE', KEYS[3], ARGV[7])
+  end
+end
+return {requests, team, app}
+"""
+
+
+def spend_key(scope: str, owner_id: int, month: datetime.date) -> str:
+    return f"switchboard:spend:{month:%Y-%m}:{scope}:{owner_id}"
+
+
+def quota_key(app_id: int, minute: int) -> str:
+    return f"switchboard:rpm:{app_id}:{minute}"
+
+
+class RedisCounters:
+    """Counters in Redis: one script call per request does the quota, the reads and the charge."""
+
+    charges_in_check = True
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
+        )
+        self._check = self.client.register_script(_CHECK_SCRIPT)
+
+    def check(self, window: Window, *, within: int, over: int) -> Usage:
+        keys = [
+            quota_key(window.app_id, window.minute),
+            spend_key(TEAM, window.team_id, window.month),
+            spend_key(APPLICATION, window.app_id, window.month),
+        ]
+        limit = window.requests_per_minute
+        args = [
+            NO_LIMIT if limit is None else limit,
+            NO_LIMIT if window.team_budget_micro is None else window.team_budget_micro,
+            NO_LIMIT if window.app_budget_micro is None else window.app_budget_micro,
+            within,
+            over,
+            QUOTA_TTL_SECONDS,
+            SPEND_TTL_SECONDS,
+        ]
+        try:
+            requests, team_spent, app_spent = self._check(keys=keys, args=args)
+        except redis.RedisError as error:
+            raise CountersUnavailable(str(error)) from error
+        return Usage(requests=int(requests), team_spent=int(team_spent), app_spent=int(app_spent))
+
+    def store(self, event: AuditEvent, window: Window, charge: int) -> None:
+        """The cost was charged by ``check``; only the event remains to be written."""
+        with insert_guard():
+            insert(event)
+
+    def refund(self, window: Window, charge: int) -> None:
+        if charge <= 0:
+            return
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.decrby(spend_key(TEAM, window.team_id, window.month), charge)
+                pipe.decrby(spend_key(APPLICATION, window.app_id, window.month), charge)
+                pipe.execute()
+        except redis.RedisError as error:
+            raise CountersUnavailable(str(error)) from error
+
+    def spent(self, scope: str, owner_id: int, month: datetime.date) -> int:
+        try:
+            value = self.client.get(spend_key(scope, owner_id, month))
+        except redis.RedisError as error:
+            raise CountersUnavailable(str(error)) from error
+        return int(value) if value is not None else 0  # type: ignore[arg-type]
+
+
+# --- Which one -----------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_backends: dict[str | None, Counters] = {}
+
+
+def get_counters() -> Counters:
+    """This process's counters for the configured URL (read per call, so tests can switch)."""
+    url = settings.ROUTING_COUNTERS_URL
+    backend = _backends.get(url)
+    if backend is None:
+        with _lock:
+            backend = _backends.get(url)
+            if backend is None:
+                backend = _backends[url] = RedisCounters(url) if url else DatabaseCounters()
+    return backend
