@@ -9,6 +9,7 @@ urlpatterns = [
     # First: the routing API is on every governed request's path, so it is resolved before the rest.
     path("api/v1/", include("policies.api.urls")),
     path("", views.home, name="home"),
+    path("dashboard/<slug:table>.csv", views.dashboard_csv, name="dashboard-csv"),
     path("health/", views.health, name="health"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),

@@ -1,18 +1,18 @@
 """The console's own pages and the permission mixin every page view uses."""
 
-from typing import Any
-
+import plotly
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models import Model
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_safe
 
-from registry.models import ComplianceCell, Lifecycle, ModelVersion
+from audit.models import UsageRollup
+from console.dashboard import page
 
 
 def permission_name(model: type[Model], action: str) -> str:
@@ -43,26 +43,33 @@ class RolePermissionMixin(PermissionRequiredMixin):
         return (permission_name(self.model, self.permission_action),)  # type: ignore[attr-defined]
 
 
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
-    """The start page: what needs attention in the portfolio."""
-    today = timezone.localdate()
-    soon = today + timezone.timedelta(days=30)
-    context: dict[str, Any] = {
-        "counts": {
-            lifecycle.label: ModelVersion.objects.filter(lifecycle=lifecycle).count() for lifecycle in Lifecycle
-        },
-        "expiring": ComplianceCell.objects.filter(
-            decision=ComplianceCell.Decision.APPROVED, expires_on__gte=today, expires_on__lte=soon
-        ).select_related("model_version__model__provider", "classification")[:20],
-        "expired": ComplianceCell.objects.filter(
-            decision=ComplianceCell.Decision.APPROVED, expires_on__lt=today
-        ).select_related("model_version__model__provider", "classification")[:20],
-        "planned": ModelVersion.objects.exclude(lifecycle=Lifecycle.RETIRED)
-        .filter(retires_on__gte=today)
-        .select_related("model__provider")
-        .order_by("retires_on")[:20],
-    }
-    return render(request, "console/home.html", context)
+    """The dashboard: what the portfolio costs, where traffic goes, what is out of policy and what
+    waits for review. Every role may read it; the figures come from rollups, never raw events."""
+    require_permission(request, UsageRollup)
+    now = timezone.now()
+    form, dashboard = page.load(request.GET, now)
+    context = {**page.home_context(form, dashboard, now), "plotly_version": plotly.__version__}
+    return render(request, "console/home.html", context, status=200 if form.is_valid() else 400)
+
+
+@require_safe
+def dashboard_csv(request: HttpRequest, table: str) -> HttpResponse:
+    """One dashboard table as CSV, for the same query string as the page it was linked from."""
+    require_permission(request, UsageRollup)
+    if table not in page.CSV_TABLES:
+        raise Http404("No such dashboard table.")
+    now = timezone.now()
+    form, dashboard = page.load(request.GET, now)
+    if not form.is_valid():
+        errors = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in form.errors.items())
+        return HttpResponse(errors, status=400, content_type="text/plain; charset=utf-8")
+    scope = dashboard.scope
+    response = HttpResponse(page.csv_table(dashboard, table, now).csv(), content_type="text/csv; charset=utf-8")
+    name = f"switchboard-{table}-{scope.since:%Y%m%dT%H}-{scope.until:%Y%m%dT%H}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
 
 
 @login_not_required

@@ -2,13 +2,15 @@
 
 import io
 import re
+from typing import Any
 
 import pytest
 from django.core.management import call_command
 from django.test import Client
 
 from audit.models import AuditEvent
-from policies.models import Application, PolicyVersion
+from policies import budgets
+from policies.models import Application, BudgetAlert, PolicyVersion
 
 pytestmark = pytest.mark.django_db
 
@@ -38,3 +40,20 @@ def test_seed_demo_routes_for_real() -> None:
     call_command("seed_demo", "--allow-production", stdout=again)
     assert "sb_" not in again.getvalue()
     assert PolicyVersion.objects.count() == 3
+
+
+def test_seed_demo_sets_quotas_and_leaves_one_application_near_its_budget(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("seed_demo", "--allow-production", stdout=io.StringIO())
+    quotas = dict(Application.objects.values_list("slug", "requests_per_minute"))
+    assert quotas == {"support-assistant": 600, "ticket-triage": 1200, "trial-summarizer": 120}
+    triage = Application.objects.get(slug="ticket-triage")
+    spent = budgets.Spend.of("application", triage.pk, triage.monthly_budget_usd)
+    assert spent.percent is not None and 80 <= spent.percent < 90
+    alert = BudgetAlert.objects.get()
+    assert (alert.application, alert.threshold) == (triage, 80)
+    assert [a.pk for a in budgets.active_alerts()] == [alert.pk]
+    # Demo traffic stays inside every budget and quota: nothing was refused for them.
+    assert not AuditEvent.objects.filter(kind="routing.refused", data__status=429).exists()

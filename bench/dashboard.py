@@ -1,0 +1,108 @@
+"""Dashboard benchmark: the home page's server render over 10,000,000 events' worth of rollups.
+
+    .venv/bin/python bench/rollups.py      # once: builds switchboard_rollup_bench
+    .venv/bin/python bench/dashboard.py [--runs 5]
+
+Uses the database ``bench/rollups.py`` leaves behind (``switchboard_rollup_bench`` on the local
+PostgreSQL: the demo portfolio and about 335,000 hourly rollup rows over 90 days), brings its
+schema up to date, signs in as the demo administrator and times the full server render of ``/``
+(every query, every plotly figure, the template) through Django's test client: the default range
+(last 7 days) and the last 30 days for one team, plus one CSV download. Prints the best, median
+and worst of ``--runs`` runs after one warm-up (imports, template compilation) and the query
+count, first with past days served from the dashboard's cache (what people see once a day has
+been summed; see ``console/dashboard/queries.py``), then cold, with that cache emptied first.
+
+Goal (issue 5): under 300 ms.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DB = "switchboard_rollup_bench"
+GOAL_MS = 300
+
+
+def configure() -> None:
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "console.settings",
+            "SECRET_KEY": "benchmark-only-secret-key-not-for-production-0123456789",
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}",
+            "DEBUG": "false",
+            "SECURE_SSL_REDIRECT": "false",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+            "AUDIT_SIGNING_KEY": "YmVuY2htYXJrLW9ubHktc2lnbmluZy1rZXktMzJieXQ=",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    sys.path.insert(0, str(ROOT))
+
+
+def timed(client: object, url: str, runs: int, *, cold: bool) -> tuple[list[float], int, int]:
+    """Milliseconds of each run, the query count and the response size of the last; ``cold``
+    empties the dashboard's cache of summed days before each run."""
+    from django.core.cache import cache
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client.get(url)  # type: ignore[attr-defined]  # warm-up: imports, templates, plotly's first figure
+    times = []
+    for _ in range(runs):
+        if cold:
+            cache.clear()
+        with CaptureQueriesContext(connection) as queries:
+            start = time.perf_counter()
+            response = client.get(url)  # type: ignore[attr-defined]
+            times.append((time.perf_counter() - start) * 1000)
+        assert response.status_code == 200, (url, response.status_code)
+    return times, len(queries.captured_queries), len(response.content)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    configure()
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import User
+    from django.core.management import call_command
+    from django.test import Client
+
+    from audit.models import UsageRollup
+
+    call_command("migrate", verbosity=0)  # the benchmark database may predate newer migrations
+    rows = UsageRollup.objects.count()
+    if not rows:
+        raise SystemExit(f"{BENCH_DB} holds no rollups: run bench/rollups.py first.")
+    team = UsageRollup.objects.order_by().values_list("team_name", flat=True).first()
+    client = Client()
+    client.force_login(User.objects.get(username="admin"))
+    print(f"{BENCH_DB}: {rows:,} rollup rows; best / median / worst of {args.runs} runs after a warm-up")
+    month_of_team = urlencode({"range": "30d", "team": team})
+    cases = [
+        ("default range (last 7 days)", "/"),
+        (f"last 30 days, team {team}", f"/?{month_of_team}"),
+        ("last 30 days, everything", "/?range=30d"),
+        (f"CSV of spend, last 30 days, team {team}", f"/dashboard/spend.csv?{month_of_team}"),
+    ]
+    for cold in (False, True):
+        print("cold: the cache of summed days emptied before each run" if cold else "warm: past days from the cache")
+        for label, url in cases:
+            times, queries, size = timed(client, url, args.runs, cold=cold)
+            verdict = "ok" if max(times) < GOAL_MS else f"over the {GOAL_MS} ms goal"
+            print(
+                f"  {label:<48} {min(times):6.1f} / {statistics.median(times):6.1f} / {max(times):6.1f} ms"
+                f"  {queries} queries, {size / 1024:,.0f} KiB  ({verdict})"
+            )
+
+
+if __name__ == "__main__":
+    main()
