@@ -41,6 +41,9 @@ def row_counts() -> dict[str, int]:
 @pytest.fixture
 def seeded(db: Any, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.delenv("DEMO_PASSWORD", raising=False)
+    # These tests read the portfolio, the matrix and the people; two days of traffic say as much
+    # here as a month, which policies/tests/test_demo.py seeds in full (20 s a seed on PostgreSQL).
+    monkeypatch.setattr("policies.demo.TRAFFIC_DAYS", 2)
     return seed()
 
 
