@@ -19,6 +19,7 @@ from policies.tests.factories import make_active_policy, make_app, make_team, pi
 from registry import services as registry_services
 from registry.models import DataClassification, Model, ModelVersion
 from registry.tests.factories import approve, make_model, make_provider, make_version
+from registry.tests.test_tasks import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -297,6 +298,7 @@ def test_unreachable_redis_counters_fail_closed_with_503(
 
 def test_alerts_at_80_and_100_percent_come_once_each_with_email_event_and_banner_row(
     counters: str,
+    task_runner: str,
     administrator: User,
     reviewer: User,
     at_noon: Any,
@@ -311,9 +313,10 @@ def test_alerts_at_80_and_100_percent_come_once_each_with_email_event_and_banner
     route()  # 0.04: 40%
     assert not BudgetAlert.objects.exists() and mail.outbox == []
     route()  # 0.08: exactly 80%
-    assert list(BudgetAlert.objects.values_list("threshold", flat=True)) == [80]
+    assert wait_for(lambda: list(BudgetAlert.objects.values_list("threshold", flat=True)) == [80]), task_runner
     for _ in range(5):  # 0.12 (100%), then downgraded decisions beyond it
         route()
+    assert wait_for(lambda: BudgetAlert.objects.count() == 2 and len(mail.outbox) == 2), task_runner
     alerts = list(BudgetAlert.objects.order_by("threshold"))
     assert [(a.threshold, a.team_id, a.application_id) for a in alerts] == [
         (80, shop.team.pk, None),
@@ -338,6 +341,7 @@ def test_alerts_at_80_and_100_percent_come_once_each_with_email_event_and_banner
 
 def test_an_application_budget_alerts_its_team_contacts_once(
     counters: str,
+    task_runner: str,
     administrator: User,
     reviewer: User,
     at_noon: Any,
@@ -347,6 +351,7 @@ def test_an_application_budget_alerts_its_team_contacts_once(
     for _ in range(4):  # 0.04 (80%), 0.08 (100%), then refused
         with django_capture_on_commit_callbacks(execute=True):
             shop.route()
+    assert wait_for(lambda: BudgetAlert.objects.count() == 2 and len(mail.outbox) == 2), task_runner
     alerts = BudgetAlert.objects.order_by("threshold")
     assert [(a.threshold, a.application_id) for a in alerts] == [(80, shop.app.pk), (100, shop.app.pk)]
     assert [m.subject for m in mail.outbox] == [

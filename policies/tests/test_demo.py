@@ -11,6 +11,7 @@ from django.test import Client
 from audit.models import AuditEvent
 from policies import budgets
 from policies.models import Application, BudgetAlert, PolicyVersion
+from registry.tests.test_tasks import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +44,7 @@ def test_seed_demo_routes_for_real() -> None:
 
 
 def test_seed_demo_sets_quotas_and_leaves_one_application_near_its_budget(
-    django_capture_on_commit_callbacks: Any,
+    task_runner: str, django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         call_command("seed_demo", "--allow-production", stdout=io.StringIO())
@@ -52,6 +53,7 @@ def test_seed_demo_sets_quotas_and_leaves_one_application_near_its_budget(
     triage = Application.objects.get(slug="ticket-triage")
     spent = budgets.Spend.of("application", triage.pk, triage.monthly_budget_usd)
     assert spent.percent is not None and 80 <= spent.percent < 90
+    assert wait_for(lambda: BudgetAlert.objects.exists()), task_runner  # alerts are raised by a task
     alert = BudgetAlert.objects.get()
     assert (alert.application, alert.threshold) == (triage, 80)
     assert [a.pk for a in budgets.active_alerts()] == [alert.pk]
