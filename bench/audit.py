@@ -14,44 +14,18 @@ events/s; a filtered page under 200 ms.
 import argparse
 import datetime
 import json
-import os
 import random
 import resource
 import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+from benchdb import configure, fresh_database
+
 BENCH_DB = "switchboard_audit_bench"
 APPS = ["support-assistant", "ticket-triage", "trial-summarizer"]
 MODELS = [f"p{p}/m{m}/v{v}" for p in range(4) for m in range(3) for v in range(2)]
-
-
-def configure() -> None:
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "console.settings",
-            "SECRET_KEY": "benchmark-only-secret-key-not-for-production-0123456789",
-            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}",
-            "DEBUG": "false",
-            "SECURE_SSL_REDIRECT": "false",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
-            "AUDIT_SIGNING_KEY": "YmVuY2htYXJrLW9ubHktc2lnbmluZy1rZXktMzJieXQ=",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    sys.path.insert(0, str(ROOT))
-
-
-def fresh_database() -> None:
-    import psycopg
-
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
 
 
 def load_events(count: int, rng: random.Random) -> float:
@@ -125,8 +99,8 @@ def main() -> None:
     if args.export:
         export_only(args.export)
         return
-    configure()
-    fresh_database()
+    configure(BENCH_DB)
+    fresh_database(BENCH_DB)
     import django
 
     django.setup()
@@ -171,7 +145,7 @@ def main() -> None:
 
 def export_only(format: str) -> None:
     """Stream the whole ledger as ``format`` to nowhere; print rows/s and this process's peak memory."""
-    configure()
+    configure(BENCH_DB)
     import django
 
     django.setup()

@@ -16,32 +16,14 @@ Goal (issue 5): under 300 ms.
 """
 
 import argparse
-import os
 import statistics
-import sys
 import time
-from pathlib import Path
 from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchdb import configure
+
 BENCH_DB = "switchboard_rollup_bench"
 GOAL_MS = 300
-
-
-def configure() -> None:
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "console.settings",
-            "SECRET_KEY": "benchmark-only-secret-key-not-for-production-0123456789",
-            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}",
-            "DEBUG": "false",
-            "SECURE_SSL_REDIRECT": "false",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
-            "AUDIT_SIGNING_KEY": "YmVuY2htYXJrLW9ubHktc2lnbmluZy1rZXktMzJieXQ=",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    sys.path.insert(0, str(ROOT))
 
 
 def timed(client: object, url: str, runs: int, *, cold: bool) -> tuple[list[float], int, int]:
@@ -68,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    configure()
+    configure(BENCH_DB)
     import django
 
     django.setup()

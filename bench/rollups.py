@@ -26,15 +26,13 @@ import json
 import math
 import os
 import random
-import sys
 import time
 import uuid
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+from benchdb import configure, fresh_database
+
 BENCH_DB = "switchboard_rollup_bench"
 TASKS = ("summarization", "classification", "extraction", "reasoning", "code", "creative")
 TOKENS_IN = {"summarization": 6000, "classification": 800, "extraction": 2500, "reasoning": 4000, "code": 3000}
@@ -44,30 +42,6 @@ FALLBACK_SHARE = 0.03  # of outcomes, answered by the first fallback
 FORBIDDEN_SHARE = 0.02  # requests with a classification the application may not send (403)
 STATUSES = (("ok", 0.96), ("error", 0.03), ("timeout", 0.01))
 TIMEOUT_MS = 30_000
-
-
-def configure() -> None:
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "console.settings",
-            "SECRET_KEY": "benchmark-only-secret-key-not-for-production-0123456789",
-            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}",
-            "DEBUG": "false",
-            "SECURE_SSL_REDIRECT": "false",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
-            "AUDIT_SIGNING_KEY": "YmVuY2htYXJrLW9ubHktc2lnbmluZy1rZXktMzJieXQ=",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    sys.path.insert(0, str(ROOT))
-
-
-def fresh_database() -> None:
-    import psycopg
-
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
 
 
 class Traffic:
@@ -388,8 +362,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--days", type=int, default=90)
     args = parser.parse_args()
-    configure()
-    fresh_database()
+    configure(BENCH_DB)
+    fresh_database(BENCH_DB)
     import django
 
     django.setup()

@@ -29,8 +29,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from benchdb import fresh_database
+
 ROOT = Path(__file__).resolve().parents[1]
-ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 BENCH_DB = "switchboard_bench"
 PORT = 8765
 CLASSES = ["public", "internal", "confidential", "pii", "phi"]
@@ -53,14 +54,6 @@ def configure(database_url: str) -> dict[str, str]:
     }
     os.environ.update(env)
     return env
-
-
-def fresh_database() -> None:
-    import psycopg
-
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
 
 
 def build_portfolio(rng: random.Random) -> str:
@@ -272,7 +265,7 @@ def main() -> None:
 
     sys.path.insert(0, str(ROOT))
     env = configure(f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}")
-    fresh_database()
+    fresh_database(BENCH_DB)
     import django
 
     django.setup()
