@@ -151,6 +151,13 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+class _Unhashed:
+    """Stands in for a hash where the bytes are hashed elsewhere."""
+
+    def update(self, data: bytes) -> None:
+        pass
+
+
 @dataclasses.dataclass
 class Summary:
     """What the manifest says about the bytes that went out, gathered while they stream."""
@@ -288,7 +295,8 @@ def stream(format: str, filters: ExportFilters, summary: Summary | None = None) 
         yield from _chunks(_postgresql_rows(format, filters), summary)
         return
     first, later = halves
-    later_summary = Summary()
+    # The spooled bytes are hashed once, into ``summary``, as they are read back: not here too.
+    later_summary = Summary(sha256=_Unhashed())
     with tempfile.TemporaryFile() as spool:
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             spooled = pool.submit(_spool, format, later, spool, later_summary)
