@@ -208,7 +208,34 @@ class AuditArchive(models.Model):
         return f"archive {self.month:%Y-%m} (#{self.first_sequence}–#{self.last_sequence})"
 
 
-class UsageRollup(models.Model):
+class RollupSums(models.Model):
+    """What an hourly and a daily rollup row both add up, for one combination of attribution."""
+
+    application_name = models.CharField(max_length=100, blank=True)
+    team_name = models.CharField(max_length=100, blank=True)
+    policy_slug = models.CharField(max_length=64, blank=True)
+    rule = models.CharField(max_length=100, blank=True)
+    model_version_id = models.BigIntegerField(null=True, blank=True)
+    model_version_name = models.CharField(max_length=255, blank=True)
+    classification = models.CharField(max_length=32, blank=True)
+    decisions = models.PositiveIntegerField(default=0)
+    refusals = models.PositiveIntegerField(default=0)
+    outcomes_ok = models.PositiveIntegerField(default=0)
+    outcomes_error = models.PositiveIntegerField(default=0)
+    outcomes_timeout = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    estimated_cost_usd = models.DecimalField(max_digits=16, decimal_places=6, default=0)
+    reported_cost_usd = models.DecimalField(max_digits=16, decimal_places=6, default=0)
+    latency_histogram = models.JSONField(
+        default=list, blank=True, help_text="Outcomes per bucket of audit.rollups.LATENCY_BUCKETS_MS."
+    )
+
+    class Meta:
+        abstract = True
+
+
+class UsageRollup(RollupSums):
     """One hour of routing traffic for one combination of attribution, summed for the dashboard.
 
     Derived data, unlike the ledger: ``audit.rollups.rebuild`` deletes an hour's rows and writes them
@@ -224,29 +251,10 @@ class UsageRollup(models.Model):
     """
 
     hour = models.DateTimeField(help_text="The start of the UTC hour.")
-    application_name = models.CharField(max_length=100, blank=True)
-    team_name = models.CharField(max_length=100, blank=True)
-    policy_slug = models.CharField(max_length=64, blank=True)
-    rule = models.CharField(max_length=100, blank=True)
-    model_version_id = models.BigIntegerField(null=True, blank=True)
-    model_version_name = models.CharField(max_length=255, blank=True)
     task_type = models.CharField(max_length=32, blank=True)
-    classification = models.CharField(max_length=32, blank=True)
-    decisions = models.PositiveIntegerField(default=0)
-    refusals = models.PositiveIntegerField(default=0)
-    outcomes_ok = models.PositiveIntegerField(default=0)
-    outcomes_error = models.PositiveIntegerField(default=0)
-    outcomes_timeout = models.PositiveIntegerField(default=0)
-    input_tokens = models.PositiveBigIntegerField(default=0)
-    output_tokens = models.PositiveBigIntegerField(default=0)
-    estimated_cost_usd = models.DecimalField(max_digits=16, decimal_places=6, default=0)
-    reported_cost_usd = models.DecimalField(max_digits=16, decimal_places=6, default=0)
     latency_p50_ms = models.FloatField(null=True, blank=True)
     latency_p95_ms = models.FloatField(null=True, blank=True)
     latency_p99_ms = models.FloatField(null=True, blank=True)
-    latency_histogram = models.JSONField(
-        default=list, blank=True, help_text="Outcomes per bucket of audit.rollups.LATENCY_BUCKETS_MS."
-    )
 
     class Meta:
         ordering = ["-hour", "application_name", "model_version_name", "id"]
@@ -271,6 +279,38 @@ class UsageRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H:00} {self.application_name} {self.model_version_name or 'refused'}"
+
+
+class DailyUsageRollup(RollupSums):
+    """One UTC day of the hourly rollups added up, without the task type, for dashboards over weeks.
+
+    Derived from ``UsageRollup`` rather than from the events: ``audit.rollups`` rebuilds a day
+    whenever it rebuilds one of its hours, in the same transaction, so a day always equals the sum
+    of its hours. Dropping the task type leaves about one row in fifty of a day's hourly rows. No
+    exact percentiles: they do not add up; readers merge the histograms.
+    """
+
+    day = models.DateTimeField(help_text="Midnight UTC at the start of the day.")
+
+    class Meta:
+        ordering = ["-day", "application_name", "model_version_name", "id"]
+        constraints = [
+            # As for the hourly rows: COALESCE so that refusals (no model version) are unique too.
+            models.UniqueConstraint(
+                "day",
+                "application_name",
+                "team_name",
+                "policy_slug",
+                "rule",
+                Coalesce("model_version_id", models.Value(0)),
+                "model_version_name",
+                "classification",
+                name="audit_daily_rollup_one_row_per_day_and_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.application_name} {self.model_version_name or 'refused'}"
 
 
 class RollupWatermark(models.Model):

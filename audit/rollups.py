@@ -5,6 +5,10 @@ in one transaction per hour), so running it twice changes nothing and any range 
 ``refresh`` (beat, every ``ROLLUP_SECONDS``) rebuilds just the hours that events inserted since its
 last run touched, found from a watermark on the event id.
 
+Daily rollups (``DailyUsageRollup``) add a day's hourly rows up without the task type, for
+dashboards over weeks: about one row in fifty. Whatever rebuilds an hour rebuilds its day in the
+same transaction, from the hourly rows, so a day is always the sum of its hours.
+
 Where things count:
 - a decision or a refusal in the hour it occurred, under its own attribution; refusals under no
   model version (``model_version_id`` null), counted in ``refusals``;
@@ -34,11 +38,12 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Max, Min, Q
-from django.db.models.functions import TruncHour
+from django.db.models import IntegerField, Max, Min, Q, Sum
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, TruncHour
 from django.utils import timezone
 
-from audit.models import AuditArchive, AuditEvent, RollupWatermark, UsageRollup
+from audit.models import AuditArchive, AuditEvent, DailyUsageRollup, RollupWatermark, UsageRollup
 
 DECISION = "routing.decision"
 REFUSED = "routing.refused"
@@ -82,6 +87,19 @@ KEY = (
     "task_type",
     "classification",
 )
+# A daily row's attribution: the hourly one without the task type.
+DAILY_KEY = tuple(name for name in KEY if name != "task_type")
+COUNTS = (
+    "decisions",
+    "refusals",
+    "outcomes_ok",
+    "outcomes_error",
+    "outcomes_timeout",
+    "input_tokens",
+    "output_tokens",
+    "estimated_cost_usd",
+    "reported_cost_usd",
+)
 
 # Ids of events read by one refresh transaction: a backlog (the first run over a full ledger)
 # goes in several commits rather than one transaction holding every hour.
@@ -95,11 +113,25 @@ WORK_MEM = "64MB"
 
 MICRO = Decimal("0.000001")
 HOUR = datetime.timedelta(hours=1)
+DAY = datetime.timedelta(days=1)
+
+
+def histogram_sums(field: str = "latency_histogram") -> dict[str, Sum]:
+    """Aggregates adding up the histograms of the rows grouped: ``h0`` ... ``hN``, one per bucket."""
+    return {
+        f"h{index}": Sum(Cast(KeyTextTransform(str(index), field), IntegerField()))
+        for index in range(len(LATENCY_BUCKETS_MS) + 1)
+    }
 
 
 def hour_of(moment: datetime.datetime) -> datetime.datetime:
     """The start of the UTC hour that ``moment`` falls in."""
     return moment.astimezone(datetime.UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def day_of(moment: datetime.datetime) -> datetime.datetime:
+    """Midnight UTC at the start of the day that ``moment`` falls in."""
+    return moment.astimezone(datetime.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def hours_between(since: datetime.datetime, until: datetime.datetime) -> list[datetime.datetime]:
@@ -122,6 +154,9 @@ def archived_until() -> datetime.datetime | None:
 def rebuild(since: datetime.datetime, until: datetime.datetime) -> int:
     """Recompute every hour overlapping [since, until), one transaction per hour; returns rows written.
 
+    Each hour's day is added up again in the hour's transaction, so no reader sees a day that
+    differs from the sum of its hours.
+
     Idempotent: an hour's rows are replaced by what its events add up to now. Hours of archived
     months are skipped (see the module's docstring).
     """
@@ -130,6 +165,17 @@ def rebuild(since: datetime.datetime, until: datetime.datetime) -> int:
         with transaction.atomic():
             _lock()
             written += _rebuild_hour(hour)
+            _rebuild_day(day_of(hour))
+    return written
+
+
+def rebuild_days(days: Iterable[datetime.datetime]) -> int:
+    """Add up the given days' hourly rows again, one transaction per day; returns rows written."""
+    written = 0
+    for day in sorted({day_of(day) for day in days}):
+        with transaction.atomic():
+            _lock()
+            written += _rebuild_day(day)
     return written
 
 
@@ -173,6 +219,8 @@ def _refresh_batch() -> tuple[int, bool]:
     hours = rebuildable(_touched_hours(Q(id__gt=low, id__lte=high) | Q(id__in=late)))
     for hour in hours:
         _rebuild_hour(hour)
+    for day in sorted({day_of(hour) for hour in hours}):
+        _rebuild_day(day)
     mark.last_event_id, mark.pending_gaps, mark.updated_at = high, gaps, timezone.now()
     mark.save()
     return len(hours), high >= top
@@ -278,6 +326,24 @@ def _rebuild_hour(hour: datetime.datetime) -> int:
             )
     UsageRollup.objects.filter(hour=hour).delete()
     UsageRollup.objects.bulk_create(rows.values(), batch_size=500)
+    return len(rows)
+
+
+def _rebuild_day(day: datetime.datetime) -> int:
+    """Replace one day's rows by the sums of its hourly rows; call inside a transaction holding ``_lock``."""
+    sums = (
+        UsageRollup.objects.filter(hour__gte=day, hour__lt=day + DAY)
+        .order_by()
+        .values(*DAILY_KEY)
+        .annotate(**{f"total_{name}": Sum(name) for name in COUNTS}, **histogram_sums())
+    )
+    rows = []
+    for found in sums:
+        counts = [found.pop(f"h{index}") or 0 for index in range(len(LATENCY_BUCKETS_MS) + 1)]
+        totals = {name: found.pop(f"total_{name}") or 0 for name in COUNTS}
+        rows.append(DailyUsageRollup(day=day, **found, **totals, latency_histogram=counts if any(counts) else []))
+    DailyUsageRollup.objects.filter(day=day).delete()
+    DailyUsageRollup.objects.bulk_create(rows, batch_size=500)
     return len(rows)
 
 

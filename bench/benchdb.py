@@ -25,6 +25,8 @@ def configure(name: str) -> None:
             "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
             "AUDIT_SIGNING_KEY": "YmVuY2htYXJrLW9ubHktc2lnbmluZy1rZXktMzJieXQ=",
             "LOG_LEVEL": "WARNING",
+            # Budget alerts would try an SMTP server on localhost; keep their mail in memory.
+            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
         }
     )
     sys.path.insert(0, str(ROOT))

@@ -1,4 +1,4 @@
-"""Hourly usage rollups against figures worked out by hand from the events written here."""
+"""Hourly and daily usage rollups against figures worked out by hand from the events written here."""
 
 import datetime
 import hashlib
@@ -16,8 +16,17 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.test import Client
 
-from audit.models import AuditArchive, AuditEvent, RollupWatermark, UsageRollup
-from audit.rollups import GAP_SECONDS, LATENCY_BUCKETS_MS, exact_percentile, merged_percentiles, rebuild, refresh
+from audit.models import AuditArchive, AuditEvent, DailyUsageRollup, RollupWatermark, UsageRollup
+from audit.rollups import (
+    DAILY_KEY,
+    GAP_SECONDS,
+    LATENCY_BUCKETS_MS,
+    exact_percentile,
+    merged_percentiles,
+    rebuild,
+    rebuild_days,
+    refresh,
+)
 from audit.services import insert, record_event
 from audit.tasks import refresh_rollups
 from policies import services
@@ -413,6 +422,101 @@ def test_a_fallback_outcome_counts_under_the_version_that_answered(routing: dict
     )
     assert (fell_back.team_name, fell_back.rule, fell_back.latency_p99_ms) == ("Care", "default", 420)
     assert UsageRollup.objects.count() == 2
+
+
+# --- Daily rollups ---------------------------------------------------------------------------
+
+DAILY_FIGURES = [field.attname for field in DailyUsageRollup._meta.concrete_fields if not field.primary_key]
+MIDNIGHT = TEN.replace(hour=0)
+
+
+def days(**filters: Any) -> list[dict[str, Any]]:
+    return list(
+        DailyUsageRollup.objects.filter(**filters)
+        .order_by("day", "application_name", "model_version_name", "id")
+        .values(*DAILY_FIGURES)
+    )
+
+
+def test_a_day_adds_up_its_hours_across_task_types(busy_hour: None) -> None:
+    # Two more decisions of Support on Large that day: another task type at ten, and at 23:30.
+    with_task = decision(TEN + datetime.timedelta(minutes=7), estimated=0.3, task="reasoning")
+    outcome(with_task, TEN + datetime.timedelta(minutes=8), tokens=(7, 3), latency=120, reported=0.001)
+    decision(MIDNIGHT + datetime.timedelta(hours=23, minutes=30), estimated=0.000006)
+    decision(MIDNIGHT + datetime.timedelta(days=1), estimated=5.0)  # the next day
+    refresh()
+    assert UsageRollup.objects.filter(hour=TEN, application_name="Support", model_version_id=LARGE[0]).count() == 2
+    support = DailyUsageRollup.objects.get(day=MIDNIGHT, application_name="Support", model_version_id=LARGE[0])
+    # Ten o'clock (4 + 1 decisions), eleven o'clock (1) and 23:30 (1).
+    assert (support.decisions, support.refusals) == (7, 0)
+    assert (support.outcomes_ok, support.outcomes_error, support.outcomes_timeout) == (2, 1, 1)
+    assert (support.input_tokens, support.output_tokens) == (157, 203)
+    assert support.estimated_cost_usd == Decimal("0.601244") + Decimal("0.3") + Decimal("9") + Decimal("0.000006")
+    assert support.reported_cost_usd == Decimal("0.002575")
+    # Latencies 300, 1200, 30000 and 120: four outcomes in four buckets.
+    assert sum(support.latency_histogram) == 4
+    assert support.latency_histogram[LATENCY_BUCKETS_MS.index(150)] == 1
+    refused = DailyUsageRollup.objects.get(day=MIDNIGHT, model_version_id__isnull=True)
+    assert (refused.refusals, refused.decisions, refused.latency_histogram) == (2, 0, [])
+    assert DailyUsageRollup.objects.filter(day=MIDNIGHT).count() == 3  # Support/Large, Triage, refusals
+    assert DailyUsageRollup.objects.get(day=MIDNIGHT + datetime.timedelta(days=1)).decisions == 1
+
+
+def test_every_daily_row_equals_the_sum_of_its_hourly_rows(busy_hour: None) -> None:
+    decision(TEN + datetime.timedelta(hours=5), estimated=0.7, task="extraction", version=SMALL)
+    refresh()
+    by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for hourly in UsageRollup.objects.all():
+        key = tuple(getattr(hourly, name) for name in DAILY_KEY)
+        totals = by_key.setdefault(key, {"decisions": 0, "estimated": Decimal(0), "timed": 0})
+        totals["decisions"] += hourly.decisions + hourly.refusals
+        totals["estimated"] += hourly.estimated_cost_usd
+        totals["timed"] += sum(hourly.latency_histogram)
+    daily = {
+        tuple(getattr(row, name) for name in DAILY_KEY): {
+            "decisions": row.decisions + row.refusals,
+            "estimated": row.estimated_cost_usd,
+            "timed": sum(row.latency_histogram),
+        }
+        for row in DailyUsageRollup.objects.all()
+    }
+    assert daily == by_key
+    assert len(daily) == 4
+
+
+def test_a_late_outcome_and_a_rebuild_update_the_day_too() -> None:
+    asked = decision(TEN + datetime.timedelta(minutes=20), estimated=0.25)
+    refresh()
+    assert DailyUsageRollup.objects.get(day=MIDNIGHT).outcomes_ok == 0
+    outcome(asked, TEN + datetime.timedelta(days=1, hours=2), tokens=(400, 100), latency=950)
+    refresh()
+    day = DailyUsageRollup.objects.get()
+    assert (day.day, day.outcomes_ok, day.input_tokens) == (MIDNIGHT, 1, 400)
+
+    figures = days()
+    rebuild(MIDNIGHT, MIDNIGHT + datetime.timedelta(days=1))
+    assert days() == figures
+    # A day whose hours are gone (rows deleted by hand) is emptied by rebuilding it.
+    UsageRollup.objects.all().delete()
+    assert rebuild_days([MIDNIGHT]) == 0
+    assert not DailyUsageRollup.objects.exists()
+
+
+def test_the_migration_adds_up_the_hours_already_there(busy_hour: None) -> None:
+    import importlib
+    import types
+
+    from django.apps import apps
+    from django.db import connection
+
+    refresh()
+    expected = days()
+    DailyUsageRollup.objects.all().delete()
+    migration = importlib.import_module("audit.migrations.0013_daily_rollups")
+    # It reads only the editor's connection; SQLite cannot open a schema editor inside a test's transaction.
+    migration.add_up_the_hours(apps, types.SimpleNamespace(connection=connection))
+    assert days() == expected
+    assert len(expected) == 3
 
 
 def test_rebuild_rollups_command_reports_hours_and_rows(busy_hour: None) -> None:

@@ -9,13 +9,13 @@ applications and classifications, which the caller reads once and passes in.
 import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django import forms
 from django.core.validators import RegexValidator
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 
-from audit.models import UsageRollup
+R = TypeVar("R", bound=Model)
 
 HOUR = datetime.timedelta(hours=1)
 DAY = datetime.timedelta(days=1)
@@ -59,8 +59,8 @@ class Scope:
             return "hour"
         return "day" if span <= DAILY_UP_TO else "month"
 
-    def matching(self, rows: "QuerySet[UsageRollup]") -> "QuerySet[UsageRollup]":
-        """The rollup rows that match the filters (the caller chooses the hours)."""
+    def matching(self, rows: "QuerySet[R]") -> "QuerySet[R]":
+        """The rollup rows, hourly or daily, that match the filters (the caller chooses the hours)."""
         if self.team:
             rows = rows.filter(team_name=self.team)
         if self.application:

@@ -1,34 +1,30 @@
-"""The dashboard's sums over hourly rollups, and the per-day cache that keeps them fast.
+"""The dashboard's sums over the usage rollups: daily rows for whole days, hourly ones for the rest.
 
-Two GROUP BY queries give everything the panels need: one sums counts, tokens and costs per
-period and attribution (model version, team, application, classification, policy, rule), the
-other adds up latency histograms per period and model version. Each panel is then shaped in
-Python from those rows, so the page's query count does not grow with charts, versions or teams.
+Two GROUP BY queries per stretch of rows give everything the panels need: one sums counts,
+tokens and costs per period and attribution (model version, team, application, classification,
+policy, rule), the other adds up the range's latency histograms per model version. Each panel is
+then shaped in Python from those rows, so the page's query count does not grow with charts,
+versions or teams.
 
-Why a cache: a month of hourly rollups for a busy portfolio is about 100,000 rows, and adding up
-100,000 JSON histograms alone costs PostgreSQL some 200 ms. Whole past days are summed once per
-filter combination and kept in Django's cache, each with a fingerprint of its rollup rows
-(their count and highest id). ``audit.rollups`` replaces an hour's rows whenever it rebuilds it,
-and new rows always get higher ids, so a rebuilt day has a new fingerprint and is summed again:
-the cache is never stale, it only saves work. Days split by the range's start and the current
-day are always read live.
+Whole days come from ``DailyUsageRollup`` (about one row in fifty of the hourly ones, because the
+task type is left out); only the hours of a day the range cuts, and every hour when the charts
+show hours, come from ``UsageRollup``. ``audit.rollups`` rebuilds a day in the same transaction as
+any of its hours, so the two tables never disagree and nothing needs a cache: the last 30 days of
+a portfolio with 10,000,000 events a quarter are about 2,200 daily rows and a few hours of hourly
+ones (``bench/dashboard.py``).
 """
 
 import datetime
-import hashlib
-from collections.abc import Iterable
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import cached_property
-from typing import Any
 
-from django.core.cache import cache
-from django.db.models import BooleanField, Case, Count, IntegerField, Max, Q, Sum, Value, When
-from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Trunc
+from django.db.models import BooleanField, Case, F, Model, Q, Sum, Value, When
+from django.db.models.functions import Trunc
+from django.utils import timezone
 
-from audit.models import UsageRollup
-from audit.rollups import LATENCY_BUCKETS_MS
+from audit.models import DailyUsageRollup, UsageRollup
+from audit.rollups import histogram_sums
 from console.dashboard.filters import DAY, Scope
 
 ZERO = Decimal(0)
@@ -52,15 +48,7 @@ SUMS = {
     "input_tokens": Sum("input_tokens"),
     "output_tokens": Sum("output_tokens"),
 }
-BUCKETS = len(LATENCY_BUCKETS_MS) + 1
-HISTOGRAM = {
-    f"h{index}": Sum(Cast(KeyTextTransform(str(index), "latency_histogram"), IntegerField()))
-    for index in range(BUCKETS)
-}
-NO_ROWS = (0, 0)
-# Bump when the cached rows change shape, so old entries are never read as new ones.
-CACHE_VERSION = 1
-CACHE_SECONDS = 7 * 24 * 3600
+HISTOGRAM = histogram_sums()
 
 
 def month_start(moment: datetime.datetime) -> datetime.datetime:
@@ -107,184 +95,160 @@ class Row:
         return self.ok + self.error + self.timeout
 
 
-@dataclass
-class Chunk:
-    """Rows and histograms (per period, in range or not, and model version) of some stretch of
-    time, and the fingerprint of each day summed."""
+@dataclass(frozen=True)
+class Span:
+    """Where a stretch of the sums comes from: ``table`` rows (their time column ``column``) in
+    ``where``, summed per ``grain``. With ``budget`` false its rows never count towards the
+    budget month (a daily row read beside them already does)."""
 
-    rows: list[Row]
-    histograms: dict[tuple[datetime.datetime, bool, int], list[int]]
-    prints: dict[datetime.datetime, tuple[int, int]]
+    table: type[Model]
+    column: str
+    where: Q
+    grain: str
+    budget: bool = True
 
 
-def _windows(days: Iterable[datetime.datetime]) -> Q:
-    """Hours of the given days, as few ranges as possible (adjacent days merge)."""
-    spans: list[list[datetime.datetime]] = []
-    for day in sorted(days):
-        if spans and spans[-1][1] == day:
-            spans[-1][1] = day + DAY
-        else:
-            spans.append([day, day + DAY])
-    where = Q(pk__in=[])
-    for since, until in spans:
-        where |= Q(hour__gte=since, hour__lt=until)
-    return where
+def _between(column: str, since: datetime.datetime, until: datetime.datetime) -> Q:
+    return Q(**{f"{column}__gte": since, f"{column}__lt": until})
 
 
 class Sums:
-    """The rollup sums for one scope: read once per request, on first use."""
+    """The rollup sums for one scope: read once per request, on first use.
 
-    def __init__(self, scope: Scope) -> None:
+    Rows cover the range and, before it, the rest of the calendar month the range ends in (a
+    budget is for the whole month); ``in_range`` tells them apart. With ``daily=False`` every
+    period is summed from the hourly rows, which is what the daily ones must agree with.
+    """
+
+    def __init__(self, scope: Scope, *, now: datetime.datetime | None = None, daily: bool = True) -> None:
         self.scope = scope
+        self.now = now or timezone.now()
         last_moment = scope.until - datetime.timedelta(microseconds=1)
         # The budget panel's month: the one the range ends in, counted from its first day.
         self.budget_month = month_start(last_moment)
-        # Read live: the day the range starts in (split between budget-only hours and the range)
-        # and every day from the last one on; with hourly charts, the whole range.
-        self.live_since = day_start(scope.since)
-        self.load_since = min(self.live_since, self.budget_month)
-        last_day = day_start(last_moment)
-        self.tail_since = self.live_since if scope.bucket == "hour" else max(last_day, self.live_since + DAY)
-        self.grain = "hour" if scope.bucket == "hour" else "day"
+        self.spans = _merged(self._spans() if daily else self._hourly_spans())
 
-    def _filtered(self, where: Q) -> Any:
-        return self.scope.matching(UsageRollup.objects.filter(where).order_by())
+    def _hourly_spans(self) -> list[Span]:
+        since = min(self.budget_month, self.scope.since)
+        grain = "hour" if self.scope.bucket == "hour" else "day"
+        return [Span(UsageRollup, "hour", _between("hour", since, self.scope.until), grain)]
 
-    def _fetch(self, where: Q, grain: str, *, split: bool, timed: Q | None = None) -> Chunk:
-        """Sum the rows in ``where`` per ``grain``, and their latency histograms in ``timed``
-        (default: the same hours); with ``split``, apart before and after the range's start.
-        Each day's fingerprint comes from the same statement as its sums."""
-        in_range: Any = Value(True, output_field=BooleanField())
-        if split:
-            in_range = Case(
-                When(hour__gte=self.scope.since, then=Value(True)), default=Value(False), output_field=BooleanField()
-            )
-        moment = Trunc("hour", grain, tzinfo=datetime.UTC)
-        sums = (
-            self._filtered(where)
-            .annotate(moment=moment, in_range=in_range)
-            .values("moment", "in_range", *KEYS)
-            .annotate(**SUMS, count=Count("id"), top=Max("id"))
+    def _spans(self) -> list[Span]:
+        """Daily rows for every whole day, hourly rows for the hours of days the range cuts.
+
+        - The range's first day, when the range starts after its midnight: its hours in the range
+          are read hourly. When that day is in the budget month, its daily rows are read too, as
+          outside the range, and only they count towards the budget (so the day counts once).
+        - The last day, when the range ends before its midnight: if the range ends in the future
+          (the presets end with the current hour), no later hour of the day has rows yet, so its
+          daily rows are exactly its hours up to the end. Otherwise its hours are read hourly.
+        - Charts by the hour read every hour of the range hourly.
+        - The budget month's days before the range: daily, and the hours before the range's
+          start on its first day hourly (charts by the hour only).
+        """
+        scope, budget_month = self.scope, self.budget_month
+        since, until = scope.since, scope.until
+        first_day = day_start(since)
+        spans: list[Span] = []
+
+        def read(
+            table: type[Model], start: datetime.datetime, end: datetime.datetime, grain: str, **flags: bool
+        ) -> None:
+            if start < end:
+                column = "day" if table is DailyUsageRollup else "hour"
+                spans.append(Span(table, column, _between(column, start, end), grain, **flags))
+
+        read(DailyUsageRollup, budget_month, first_day, "day")
+        if scope.bucket == "hour":
+            read(UsageRollup, max(budget_month, first_day), since, "day")
+            read(UsageRollup, since, until, "hour")
+            return spans
+        day_grain = "month" if scope.bucket == "month" else "day"
+        whole_since = first_day if since == first_day else first_day + DAY
+        whole_until = day_start(until)
+        if until > whole_until and until >= self.now:
+            whole_until += DAY
+        if since < whole_since:
+            read(UsageRollup, since, whole_since, "day", budget=False)
+            if budget_month <= first_day:
+                read(DailyUsageRollup, first_day, whole_since, day_grain)
+        read(DailyUsageRollup, whole_since, whole_until, day_grain)
+        read(UsageRollup, whole_until, until, "day")
+        return spans
+
+    def _fetch(self, span: Span) -> tuple[list[Row], dict[int, list[int]]]:
+        """Sum the span's rows per period, in range or not, and attribution; and the latency
+        histograms of its hours in the range per model version."""
+        column = span.column
+        in_range = Case(
+            When(**{f"{column}__gte": self.scope.since}, then=Value(True)),
+            default=Value(False),
+            output_field=BooleanField(),
         )
+        # A table's own grain needs no truncating (nor converting the result back to UTC).
+        same = span.grain == ("day" if span.table is DailyUsageRollup else "hour")
+        moment = F(column) if same else Trunc(column, span.grain, tzinfo=datetime.UTC)
+        rows = self.scope.matching(span.table.objects.filter(span.where).order_by()).annotate(
+            moment=moment, in_range=in_range
+        )
+        sums = rows.values_list("moment", "in_range", *KEYS).annotate(**SUMS)
+        # Only the range's histograms are read, added up per model version over the whole span.
         histograms = (
-            self._filtered((where if timed is None else timed) & Q(model_version_id__isnull=False))
-            .annotate(moment=moment, in_range=in_range)
-            .values_list("moment", "in_range", "model_version_id")
+            self.scope.matching(span.table.objects.filter(span.where).order_by())
+            .filter(**{f"{column}__gte": self.scope.since}, model_version_id__isnull=False)
+            .values_list("model_version_id")
             .annotate(**HISTOGRAM)
         )
-        chunk = Chunk([], {}, {})
-        for found in sums:
-            count, top = found.pop("count"), found.pop("top")
-            row = Row(**{**found, **{name: found[name] or 0 for name in SUMS}})
-            row.moment, row.in_range = as_utc(row.moment), bool(row.in_range)
-            chunk.rows.append(row)
-            known = chunk.prints.get(row.moment, (0, 0))
-            chunk.prints[row.moment] = (known[0] + count, max(known[1], top))
-        for when, flag, version_id, *counts in histograms:
-            if any(counts):
-                chunk.histograms[as_utc(when), bool(flag), version_id] = [count or 0 for count in counts]
-        return chunk
-
-    def _fingerprints(self, days: Iterable[datetime.datetime]) -> dict[datetime.datetime, tuple[int, int]]:
-        """Per day, how many matching rollup rows there are and the highest id among them."""
-        return {
-            as_utc(day): (count, top)
-            for day, count, top in self._filtered(_windows(days))
-            .annotate(day=Trunc("hour", "day", tzinfo=datetime.UTC))
-            .values_list("day")
-            .annotate(count=Count("id"), top=Max("id"))
-        }
-
-    def _cache_key(self, day: datetime.datetime) -> str:
-        scope = self.scope
-        filters = hashlib.sha256(f"{scope.team}\n{scope.application}\n{scope.classification}".encode()).hexdigest()
-        return f"dashboard:{CACHE_VERSION}:{day:%Y%m%d}:{filters[:32]}"
-
-    def _cached_days(self) -> list[datetime.datetime]:
-        """Whole days read through the cache: before the range's first day (for budgets) and
-        between it and the last day."""
-        days = []
-        day = self.load_since
-        while day < self.tail_since:
-            if day != self.live_since:
-                days.append(day)
-            day += DAY
-        return days
-
-    def _through_cache(self) -> Chunk:
-        """The cached days' sums: entries whose fingerprint still matches, the rest summed anew.
-
-        An entry holds a day's rows as tuples (without the day) and its histograms per version;
-        a day without rows is cached too, as an empty entry, so it costs nothing next time.
-        """
-        keys = {day: self._cache_key(day) for day in self._cached_days()}
-        found = cache.get_many(list(keys.values()))
-        since = self.scope.since
-        # Days before the range only feed the budget panel: their histograms are not summed
-        # (None) until a range includes them.
-        entries = {
-            day: found[key]
-            for day, key in keys.items()
-            if key in found and (day < since or found[key]["histograms"] is not None)
-        }
-        if entries:
-            prints = self._fingerprints(entries)
-            entries = {day: entry for day, entry in entries.items() if entry["print"] == prints.get(day, NO_ROWS)}
-        stale = [day for day in keys if day not in entries]
-        if stale:
-            timed = [day for day in stale if day >= since]
-            summed = self._fetch(_windows(stale), "day", split=False, timed=_windows(timed))
-            fresh = {
-                day: {"print": summed.prints.get(day, NO_ROWS), "rows": [], "histograms": {} if day >= since else None}
-                for day in stale
-            }
-            for row in summed.rows:
-                fresh[row.moment]["rows"].append(astuple(row)[2:])
-            for (day, _, version_id), counts in summed.histograms.items():
-                fresh[day]["histograms"][version_id] = counts
-            cache.set_many({keys[day]: entry for day, entry in fresh.items()}, timeout=CACHE_SECONDS)
-            entries.update(fresh)
-        chunk = Chunk([], {}, {})
-        for day, entry in entries.items():
-            in_range = day >= self.scope.since
-            chunk.rows.extend(Row(day, in_range, *values) for values in entry["rows"])
-            for version_id, counts in (entry["histograms"] or {}).items():
-                chunk.histograms[day, in_range, version_id] = counts
-        return chunk
+        width = 2 + len(KEYS)
+        found = [
+            Row(as_utc(values[0]), bool(values[1]), *values[2:width], *(value or 0 for value in values[width:]))
+            for values in sums
+        ]
+        counted = {version_id: [count or 0 for count in counts] for version_id, *counts in histograms if any(counts)}
+        return found, counted
 
     @cached_property
-    def chunk(self) -> Chunk:
-        cached = self._through_cache()
-        until = self.scope.until
-        if self.tail_since == self.live_since:
-            live_hours = Q(hour__gte=self.live_since, hour__lt=until)
-        else:
-            live_hours = Q(hour__gte=self.live_since, hour__lt=self.live_since + DAY) | Q(
-                hour__gte=self.tail_since, hour__lt=until
-            )
-        live = self._fetch(live_hours, self.grain, split=True)
-        return Chunk(cached.rows + live.rows, {**cached.histograms, **live.histograms}, {})
+    def _read(self) -> tuple[list[Row], list[Row], dict[int, list[list[int]]]]:
+        """Every row read, those that count towards the budget month, and the range's histograms
+        per model version (one per span)."""
+        rows: list[Row] = []
+        month: list[Row] = []
+        histograms: dict[int, list[list[int]]] = {}
+        for span in self.spans:
+            found, counted = self._fetch(span)
+            rows.extend(found)
+            if span.budget:
+                month.extend(row for row in found if row.moment >= self.budget_month)
+            for version_id, counts in counted.items():
+                histograms.setdefault(version_id, []).append(counts)
+        return rows, month, histograms
 
     @cached_property
     def rows(self) -> list[Row]:
         """The rows of the range itself."""
-        return [row for row in self.chunk.rows if row.in_range]
+        return [row for row in self._read[0] if row.in_range]
 
     @cached_property
     def month_rows(self) -> list[Row]:
         """The budget month's rows up to the end of the range, from its first day even when the
         range starts later: a budget is for the calendar month."""
-        return [row for row in self.chunk.rows if row.moment >= self.budget_month]
+        return self._read[1]
 
     @cached_property
     def histograms(self) -> dict[int, list[list[int]]]:
         """The range's latency histograms per model version."""
-        found: dict[int, list[list[int]]] = {}
-        for (_, in_range, version_id), counts in self.chunk.histograms.items():
-            if in_range:
-                found.setdefault(version_id, []).append(counts)
-        return found
+        return self._read[2]
 
     @cached_property
     def version_ids(self) -> set[int]:
-        return {row.model_version_id for row in self.chunk.rows if row.model_version_id is not None}
+        return {row.model_version_id for row in self._read[0] if row.model_version_id is not None}
+
+
+def _merged(spans: list[Span]) -> list[Span]:
+    """One span per table, grain and budget flag: their windows OR-ed, so that a page costs a few queries."""
+    merged: dict[tuple[type[Model], str, bool], Span] = {}
+    for span in spans:
+        key = (span.table, span.grain, span.budget)
+        known = merged.get(key)
+        merged[key] = span if known is None else replace(known, where=known.where | span.where)
+    return list(merged.values())

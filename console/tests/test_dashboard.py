@@ -1,8 +1,9 @@
 """The dashboard on the home page: its figures against sums worked out by hand from rollup rows.
 
-Rollup rows are built directly (``audit.rollups`` has its own tests from events), at hours
-chosen around a frozen "now" so that each row lands where a test wants it: in the range or
-not, on a day read live or on one read through the per-day cache.
+Hourly rollup rows are built directly (``audit.rollups`` has its own tests from events), each
+followed by what the rollup job does next, adding its day up again. The hours are chosen around
+a frozen "now" so that each row lands where a test wants it: in the range or not, on a whole day
+(read from the daily rollups) or on one the range cuts (read from the hourly ones).
 """
 
 import csv
@@ -15,12 +16,16 @@ from typing import Any
 import pytest
 import time_machine
 from django.contrib.auth.models import User
-from django.core.cache import cache
+from django.http import QueryDict
 from django.test import Client
 from django.urls import reverse
 
 from audit.models import UsageRollup
-from console.dashboard.panels import Panel
+from audit.rollups import rebuild_days
+from console.dashboard import page
+from console.dashboard.filters import Scope
+from console.dashboard.panels import PANELS, Panel
+from console.dashboard.queries import Sums
 from policies import services
 from policies.models import BudgetAlert, ComplianceRequest, Team
 from policies.tests.factories import make_app, make_team, pinned_rule, rules_document
@@ -42,14 +47,6 @@ def at(day: int, hour: int, month: int = 11) -> datetime.datetime:
 def frozen() -> Iterator[None]:
     with time_machine.travel(NOW, tick=False):
         yield
-
-
-@pytest.fixture(autouse=True)
-def empty_cache() -> Iterator[None]:
-    """Summed days are cached across requests; each test starts (and leaves) without them."""
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
@@ -104,7 +101,7 @@ def rollup(
     rule: str = "default",
     **sums: Any,
 ) -> UsageRollup:
-    return UsageRollup.objects.create(
+    row = UsageRollup.objects.create(
         hour=hour,
         application_name=application,
         team_name=team,
@@ -116,6 +113,8 @@ def rollup(
         classification=classification,
         **sums,
     )
+    rebuild_days([hour])
+    return row
 
 
 def client_for(user: User | None) -> Client:
@@ -147,7 +146,7 @@ def by_first_column(rows: list[list[Any]]) -> dict[str, list[Any]]:
 def traffic(portfolio: dict[str, ModelVersion], teams: dict[str, Team]) -> dict[str, ModelVersion]:
     """Rows in and around the default range; the comments give what each contributes."""
     cheap, dear = portfolio["cheap"], portfolio["dear"]
-    # In the range, on days read through the cache (Nov 12 to 17) and live (Nov 11 after 13:00, Nov 18).
+    # In the range, on whole days (Nov 12 to 17) and on days it cuts (Nov 11 after 13:00, Nov 18).
     rollup(at(14, 10), cheap, decisions=10, estimated_cost_usd=Decimal("1.50"))
     rollup(at(14, 11), dear, decisions=4, estimated_cost_usd=Decimal("8.00"))
     rollup(at(11, 15), cheap, decisions=6, estimated_cost_usd=Decimal("0.90"))
@@ -231,7 +230,7 @@ def test_latency_merges_the_hourly_histograms_and_counts_failures(
     administrator: User, portfolio: dict[str, ModelVersion], teams: Any
 ) -> None:
     cheap = portfolio["cheap"]
-    # Bucket 3 holds latencies in (100, 150] ms; 4 outcomes in each of two hours, one on a cached day.
+    # Bucket 3 holds latencies in (100, 150] ms; 4 outcomes in each of two hours, one on a whole day.
     histogram = [0, 0, 0, 4, *[0] * 17]
     rollup(at(14, 10), cheap, decisions=4, outcomes_ok=3, outcomes_error=1, latency_histogram=histogram)
     rollup(at(18, 10), cheap, decisions=4, outcomes_ok=3, outcomes_timeout=1, latency_histogram=histogram)
@@ -291,7 +290,6 @@ def test_budget_counts_the_month_from_its_first_day(administrator: User, traffic
     ]
     assert budget["Team Research"][2] == Decimal("4.00")
     rollup(at(15, 9), traffic["dear"], decisions=1, estimated_cost_usd=Decimal("15.00"))
-    cache.clear()
     assert by_first_column(panels(administrator)["budget"].table.rows)["Team Care"][5] == "80% reached"
 
 
@@ -431,13 +429,10 @@ def test_query_count_does_not_grow_with_traffic_versions_or_teams(
 ) -> None:
     client = client_for(administrator)
     # Session, user, permissions (the user's and its groups'), the three filter lists, four rollup
-    # sums (cached days and live days, each counts and histograms), versions, the matrix,
-    # reviews (2), alerts, lifecycle counts, expiring and expired cells, planned retirements and
-    # the user's roles for the header.
+    # sums (daily and hourly rows, each counts and histograms), versions, the matrix, reviews (2),
+    # alerts, lifecycle counts, expiring and expired cells, planned retirements and the user's
+    # roles for the header.
     with django_assert_num_queries(21):
-        assert client.get(reverse("home")).status_code == 200
-    # The days summed above are cached now: one fingerprint query replaces their two sums.
-    with django_assert_num_queries(20):
         assert client.get(reverse("home")).status_code == 200
     for n in range(5):
         team = make_team(name=f"More {n}", slug=f"more-{n}")
@@ -445,34 +440,58 @@ def test_query_count_does_not_grow_with_traffic_versions_or_teams(
         version = make_version(lifecycle="approved")
         for day in (12, 13, 18):
             rollup(at(day, n), version, team=team.name, application=f"More app {n}", decisions=n + 1)
-    cache.clear()
     with django_assert_num_queries(21):
         assert client.get(reverse("home")).status_code == 200
 
 
-def test_a_rebuilt_day_is_summed_again_not_served_from_the_cache(
-    administrator: User, traffic: dict[str, ModelVersion]
-) -> None:
+def test_a_rebuilt_hour_changes_its_day_on_the_dashboard(administrator: User, traffic: dict[str, ModelVersion]) -> None:
     assert panels(administrator)["spend"].table.total[-1] == Decimal("14.40")
-    # What audit.rollups.rebuild does to an hour: delete its rows and write them anew.
+    # What audit.rollups.rebuild does to an hour: delete its rows, write them anew, add the day up.
     UsageRollup.objects.filter(hour=at(14, 10)).delete()
     rollup(at(14, 10), traffic["cheap"], decisions=10, estimated_cost_usd=Decimal("2.50"))
     assert panels(administrator)["spend"].table.total[-1] == Decimal("15.40")
     UsageRollup.objects.filter(hour=at(14, 11)).delete()
+    rebuild_days([at(14, 11)])
     assert panels(administrator)["spend"].table.total[-1] == Decimal("7.40")
 
 
-def test_cached_and_live_sums_agree(administrator: User, traffic: Any) -> None:
-    queries = (
+@pytest.mark.parametrize(
+    "query",
+    [
         "",
-        "?range=30d",
-        "?range=24h",
-        "?team=Care&range=30d",
-        "?range=custom&since=2026-11-01&until=2026-11-18",
-    )
-    cold = {query: {name: panel.table for name, panel in panels(administrator, query).items()} for query in queries}
-    warm = {query: {name: panel.table for name, panel in panels(administrator, query).items()} for query in queries}
-    for query in queries:
-        for name in cold[query]:
-            assert warm[query][name].rows == cold[query][name].rows, (query, name)
-            assert warm[query][name].total == cold[query][name].total, (query, name)
+        "range=30d",
+        "range=24h",
+        "team=Care&range=30d",
+        "classification=phi",
+        "range=custom&since=2026-11-01&until=2026-11-18",
+        "range=custom&since=2026-06-01&until=2026-11-18",  # months
+        "range=custom&since=2026-11-14&until=2026-11-14",  # one day, in hours
+    ],
+)
+def test_daily_and_hourly_sums_give_the_same_panels(
+    administrator: User, traffic: dict[str, ModelVersion], query: str
+) -> None:
+    # More hours on the days the default range cuts and on whole days, with latencies.
+    histogram = [0] * 21
+    histogram[3] = 2
+    for day, hour in ((11, 12), (11, 14), (13, 0), (13, 23), (18, 0), (1, 0), (31, 23)):
+        month = 10 if day == 31 else 11
+        rollup(at(day, hour, month), traffic["cheap"], decisions=1, outcomes_ok=2, latency_histogram=histogram)
+
+    def tables(*, daily: bool) -> dict[str, Any]:
+        _, dashboard = page.load(QueryDict(query), NOW)
+        dashboard.sums = Sums(dashboard.scope, daily=daily)
+        return {name: (table.rows, table.total) for name, build in PANELS.items() for table in [build(dashboard).table]}
+
+    both = tables(daily=True)
+    assert both == tables(daily=False)
+    assert both["decisions"][1] is not None  # every one of these ranges holds traffic
+
+
+def test_a_range_ending_in_the_past_before_midnight_reads_that_days_hours(traffic: dict[str, ModelVersion]) -> None:
+    # Nov 14 has rows at 10:00 and 11:00; a range ending at 11:00 (in the past) must leave the second out.
+    scope = Scope(since=at(12, 0), until=at(14, 11), label="test")
+    daily, hourly = Sums(scope, now=NOW), Sums(scope, now=NOW, daily=False)
+    assert sum(row.decisions for row in daily.rows) == sum(row.decisions for row in hourly.rows) == 10
+    # November up to Nov 14 11:00: 40.00 (5th) + 20.00 + 0.90 (11th) + 1.50 (14th, 10:00).
+    assert sum(row.estimated for row in daily.month_rows) == Decimal("62.40")

@@ -1,4 +1,4 @@
-"""``manage.py rebuild_rollups --since ... --until ...``: recompute the hourly usage rollups of a range."""
+"""``manage.py rebuild_rollups --since ... --until ...``: recompute the usage rollups of a range."""
 
 import datetime
 from typing import Any
@@ -28,7 +28,8 @@ def plural(count: int, noun: str) -> str:
 class Command(BaseCommand):
     help = (
         "Recompute the hourly usage rollups of every UTC hour overlapping [--since, --until) from the audit "
-        "events. Safe to repeat: each hour is replaced whole. Hours of archived months are left alone."
+        "events, and the daily rollups of their days. Safe to repeat: each hour is replaced whole. Hours of "
+        "archived months are left alone."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
