@@ -480,7 +480,7 @@ def test_daily_and_hourly_sums_give_the_same_panels(
 
     def tables(*, daily: bool) -> dict[str, Any]:
         _, dashboard = page.load(QueryDict(query), NOW)
-        dashboard.sums = Sums(dashboard.scope, daily=daily)
+        dashboard.sums = Sums(dashboard.scope, now=NOW, daily=daily)
         return {name: (table.rows, table.total) for name, build in PANELS.items() for table in [build(dashboard).table]}
 
     both = tables(daily=True)
