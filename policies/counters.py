@@ -16,6 +16,11 @@ them with at most one extra round trip:
   rare path). SQLite has no data-modifying CTEs, and no round trips either (it runs in process):
   there the UPSERT is a second statement in the audit INSERT's transaction.
 
+A Redis that loses its data (restarted without persistence, flushed, failed over) reads every
+spend as zero, and budgets stop biting, until ``manage.py rebuild_spend`` sets the month's spends
+again from the audit ledger (``policies.spend``; each backend's ``rebuild_month`` says how it
+stays right while requests are routed).
+
 Quotas count fixed clock minutes (a burst of up to twice the quota can straddle a minute's end;
 in exchange ``Retry-After`` is exact and the same in every process). Spend is counted in integer
 micro-dollars, the precision the API reports estimated costs in, so increments add exactly.
@@ -23,7 +28,7 @@ micro-dollars, the precision the API reports estimated costs in, so increments a
 
 import datetime
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,17 +39,28 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from audit.models import AuditEvent
 from audit.services import insert
-from policies.models import MonthlySpend, QuotaWindow, Scope
+from policies.models import Application, MonthlySpend, QuotaWindow, Scope, Team
 
 QUOTA_TTL_SECONDS = 120  # a minute's counter outlives its minute, then Redis forgets it
 SPEND_TTL_SECONDS = 62 * 24 * 3600  # a month's spend stays readable into the next month
 REDIS_TIMEOUT_SECONDS = 0.5  # the routing API answers 503 rather than wait longer
+REBUILD_LOCK_SECONDS = 600  # a crashed rebuild holds the Redis lock no longer than this
 NO_LIMIT = -1
 TEAM, APPLICATION = Scope.TEAM.value, Scope.APPLICATION.value  # plain strings for the drivers
+
+Owner = tuple[str, int]  # whose spend: (TEAM or APPLICATION, its id)
+Ledger = Callable[[], dict[Owner, int]]  # a month's spends as the ledger has them, read when called
 
 
 class CountersUnavailable(Exception):
     """The counters could not be reached; routing fails closed (503) rather than ignore budgets."""
+
+
+class RebuildBusy(Exception):
+    """Another rebuild of the spend counters is running: two at once would each add the same correction."""
+
+    def __init__(self, month: datetime.date) -> None:
+        super().__init__(f"Another rebuild of {month:%Y-%m}'s spend counters is running; try again when it is done.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +99,25 @@ class Usage:
         return self.over_team_budget(window) or self.over_app_budget(window)
 
 
+@dataclass(frozen=True, slots=True)
+class Rebuilt:
+    """One spend counter of a rebuilt month: what it held and what the ledger says, in micro-dollars."""
+
+    scope: str
+    owner_id: int
+    counter: int
+    ledger: int
+
+
+def _compare(counters: dict[Owner, int], ledger: dict[Owner, int]) -> list[Rebuilt]:
+    """Every owner either side knows, teams first (the order ``_SPEND_UPSERT`` locks rows in)."""
+    owners = sorted(counters.keys() | ledger.keys(), key=lambda owner: (owner[0] != TEAM, owner[1]))
+    return [
+        Rebuilt(scope, owner_id, counters.get((scope, owner_id), 0), ledger.get((scope, owner_id), 0))
+        for scope, owner_id in owners
+    ]
+
+
 class Counters(Protocol):
     charges_in_check: bool
 
@@ -93,6 +128,14 @@ class Counters(Protocol):
     def refund(self, window: Window, charge: int) -> None: ...
 
     def spent(self, scope: str, owner_id: int, month: datetime.date) -> int: ...
+
+    def rebuild_month(self, month: datetime.date, ledger: Ledger, *, dry_run: bool = False) -> list[Rebuilt]:
+        """Make the month's spend counters say what ``ledger`` says; returns each as read beside the ledger.
+
+        The counters are read, then ``ledger`` is called, and the difference is *added* to each
+        counter (never set), so a charge made since the read is kept; see ``policies.spend``.
+        """
+        ...
 
 
 # --- The database --------------------------------------------------------------------------
@@ -125,12 +168,21 @@ def _check_sql(vendor: str, *, quota: bool, app_spend: bool) -> str:
     )
 
 
-_SPEND_UPSERT = (
-    f"INSERT INTO {MonthlySpend._meta.db_table} (scope, owner_id, month, spent_micro_usd) "  # noqa: S608
-    "VALUES (%s, %s, %s, %s), (%s, %s, %s, %s) "
-    "ON CONFLICT (scope, owner_id, month) DO UPDATE SET "
-    f"spent_micro_usd = {MonthlySpend._meta.db_table}.spent_micro_usd + excluded.spent_micro_usd"
-)
+def _spend_upsert(rows: int) -> str:
+    """Add to ``rows`` spends (each scope, owner, month, micro-dollars), creating those not counted yet."""
+    table = MonthlySpend._meta.db_table
+    values = ", ".join(["(%s, %s, %s, %s)"] * rows)
+    return (
+        f"INSERT INTO {table} (scope, owner_id, month, spent_micro_usd) VALUES {values} "  # noqa: S608
+        f"ON CONFLICT (scope, owner_id, month) DO UPDATE SET spent_micro_usd = {table}.spent_micro_usd + "
+        "excluded.spent_micro_usd"
+    )
+
+
+# A decision's cost, added to its team's spend and its application's, in that order: whatever else
+# adds to several spends in one transaction (``rebuild_month``) takes the teams first too, so the
+# row locks are always taken in one order and never deadlock.
+_SPEND_UPSERT = _spend_upsert(2)
 _EVENT_FIELDS = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
 
 
@@ -200,6 +252,49 @@ class DatabaseCounters:
         row = MonthlySpend.objects.filter(scope=scope, owner_id=owner_id, month=month).first()
         return row.spent_micro_usd if row else 0
 
+    def rebuild_month(self, month: datetime.date, ledger: Ledger, *, dry_run: bool = False) -> list[Rebuilt]:
+        """The counters and the ledger are read in one snapshot, where a counter differs from the
+        ledger only by drift (a cost is counted in its event's own statement), and that difference
+        is added to each counter. The result is exact however many decisions are stored meanwhile.
+
+        On PostgreSQL the snapshot is a REPEATABLE READ transaction (when the caller has none open;
+        inside one, its isolation holds) and the differences are added in a second, READ COMMITTED
+        one: each UPSERT adds to the row's newest value, so the decisions stored in between keep
+        their charge (in REPEATABLE READ, updating a row routing changed since would fail). A
+        session advisory lock keeps a second rebuild of the month out; two would each add the same
+        correction. SQLite's transactions are IMMEDIATE here: the one transaction holds the write
+        lock from the read to the write, so nothing comes between them, and routing's writes wait
+        for the ledger's query.
+        """
+        connection = connections[DEFAULT_DB_ALIAS]
+        postgresql = connection.vendor == "postgresql"
+        with _one_rebuild_at_a_time(connection, month, enabled=postgresql and not dry_run):
+            outermost = not connection.in_atomic_block
+            with transaction.atomic():
+                if outermost and postgresql:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                rows = MonthlySpend.objects.filter(month=month).values_list("scope", "owner_id", "spent_micro_usd")
+                rebuilt = _compare({(scope, owner_id): spent for scope, owner_id, spent in rows}, ledger())
+                if not dry_run and not postgresql:
+                    self._add(connection, month, rebuilt)
+            if not dry_run and postgresql:
+                with transaction.atomic():
+                    self._add(connection, month, rebuilt)
+        return rebuilt
+
+    @staticmethod
+    def _add(connection: Any, month: datetime.date, rebuilt: list[Rebuilt]) -> None:
+        """Add each counter's difference from the ledger (teams first, as routing locks them)."""
+        stored_month = connection.ops.adapt_datefield_value(month)
+        params = [
+            [row.scope, row.owner_id, stored_month, row.ledger - row.counter]
+            for row in rebuilt
+            if row.ledger != row.counter
+        ]
+        with connection.cursor() as cursor:
+            cursor.executemany(_spend_upsert(1), params)
+
     def _insert(self, connection: Any, *, with_spend: bool = False) -> str:
         """The audit INSERT, built once per database; on PostgreSQL optionally led by the spend UPSERT."""
         key = f"insert:{connection.vendor}:{with_spend}"
@@ -224,6 +319,27 @@ def insert_guard() -> Iterator[None]:
             yield
     else:
         yield
+
+
+REBUILD_LOCK = 0x5B5E  # any fixed number: the class of PostgreSQL advisory locks rebuild_month takes
+
+
+@contextmanager
+def _one_rebuild_at_a_time(connection: Any, month: datetime.date, *, enabled: bool) -> Iterator[None]:
+    """Hold the month's PostgreSQL session advisory lock (it outlives transactions), or refuse."""
+    if not enabled:
+        yield
+        return
+    lock = [REBUILD_LOCK, month.year * 100 + month.month]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", lock)
+        if not cursor.fetchone()[0]:
+            raise RebuildBusy(month)
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", lock)
 
 
 # --- Redis ---------------------------------------------------------------------------------
@@ -258,7 +374,16 @@ return {requests, team, app}
 
 
 def spend_key(scope: str, owner_id: int, month: datetime.date) -> str:
-    return f"switchboard:spend:{month:%Y-%m}:{scope}:{owner_id}"
+    return f"{_spend_prefix(month)}{scope}:{owner_id}"
+
+
+def _spend_prefix(month: datetime.date) -> str:
+    return f"switchboard:spend:{month:%Y-%m}:"
+
+
+def _spend_owner(key: str) -> Owner:
+    *_, scope, owner_id = key.split(":")
+    return scope, int(owner_id)
 
 
 def quota_key(app_id: int, minute: int) -> str:
@@ -320,6 +445,56 @@ class RedisCounters:
         except redis.RedisError as error:
             raise CountersUnavailable(str(error)) from error
         return int(value) if value is not None else 0  # type: ignore[arg-type]
+
+    def rebuild_month(self, month: datetime.date, ledger: Ledger, *, dry_run: bool = False) -> list[Rebuilt]:
+        """The month's counters are read with one MGET right before the ledger's query starts, and
+        the differences are then added with INCRBY (and the TTL a charge gives) in one MULTI.
+
+        The MGET names every team's and application's key, and whatever else a SCAN (which does
+        not block Redis, unlike a script walking the keyspace) finds for the month: counters of
+        owners since deleted, which nothing charges any more. So all are read at one instant.
+
+        Redis charges a cost in ``check``, before its event is stored, so the counters and the
+        ledger cannot be read at one instant: a decision charged before the MGET and stored after
+        the ledger's snapshot (in flight across that round trip) ends up uncounted, and one
+        charged after the MGET and stored before the snapshot is counted twice. Either costs at
+        most the decisions in flight at that moment; everything charged later keeps its charge,
+        however long the query takes. A lock in Redis keeps a second rebuild of the month out.
+        """
+        owners = [(TEAM, pk) for pk in Team.objects.values_list("pk", flat=True)]
+        owners += [(APPLICATION, pk) for pk in Application.objects.values_list("pk", flat=True)]
+        lock = self.client.lock(f"switchboard:rebuild-spend:{month:%Y-%m}", timeout=REBUILD_LOCK_SECONDS)
+        try:
+            locked = not dry_run and lock.acquire(blocking=False)
+            if not dry_run and not locked:
+                raise RebuildBusy(month)
+            try:
+                keys = {spend_key(scope, owner_id, month) for scope, owner_id in owners}
+                keys.update(key.decode() for key in self.client.scan_iter(f"{_spend_prefix(month)}*", count=1000))
+                names = sorted(keys)
+                values = self.client.mget(names)
+                counters = {
+                    _spend_owner(key): int(value) for key, value in zip(names, values, strict=True) if value is not None
+                }
+                rebuilt = _compare(counters, ledger())
+                if not dry_run:
+                    self._add(month, rebuilt)
+            finally:
+                if locked:
+                    lock.release()
+        except redis.RedisError as error:
+            raise CountersUnavailable(str(error)) from error
+        return rebuilt
+
+    def _add(self, month: datetime.date, rebuilt: list[Rebuilt]) -> None:
+        """Add each counter's difference from the ledger, and give it the TTL a charge gives it."""
+        with self.client.pipeline(transaction=True) as pipe:
+            for row in rebuilt:
+                if row.ledger != row.counter:
+                    key = spend_key(row.scope, row.owner_id, month)
+                    pipe.incrby(key, row.ledger - row.counter)
+                    pipe.expire(key, SPEND_TTL_SECONDS)
+            pipe.execute()
 
 
 # --- Which one -----------------------------------------------------------------------------

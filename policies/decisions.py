@@ -130,8 +130,13 @@ def decide_and_record(
 
 
 def _micro(routed: engine.Decision | engine.Refusal) -> int:
-    """What a decision is charged, in the counters' micro-dollars; a refusal costs nothing."""
-    return round(routed.estimated_cost_usd * MICRO) if isinstance(routed, engine.Decision) else 0
+    """What a decision is charged, in the counters' micro-dollars; a refusal costs nothing.
+
+    Exactly the estimate the answer reports and the ledger stores (rounded to six places first),
+    so ``policies.spend`` can rebuild the counters from the ledger: rounding the unrounded cost
+    instead differs by one micro-dollar for costs near a half (0.0000035 rounds to 3 and to 4).
+    """
+    return round(round(routed.estimated_cost_usd, 6) * MICRO) if isinstance(routed, engine.Decision) else 0
 
 
 def _over_quota(app: engine.App, window: Window, at: datetime.datetime) -> Answer:
