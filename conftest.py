@@ -175,13 +175,16 @@ def sign_in(page: Any, username: str) -> None:
 
 @pytest.fixture(autouse=True)
 def fresh_routing_snapshot() -> Iterator[None]:
-    """Each test rolls its database back, counters included, so a snapshot cached by an earlier
-    test could look current; every test starts without one."""
+    """Each test rolls its database back, counters included, so a snapshot or a spend reading
+    cached by an earlier test could look current; every test starts without them."""
+    from policies.counters import forget_spend_readings
     from policies.snapshot import holder
 
     holder.clear()
+    forget_spend_readings()
     yield
     holder.clear()
+    forget_spend_readings()
 
 
 @pytest.fixture(scope="session", autouse=True)

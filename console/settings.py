@@ -255,6 +255,14 @@ if ROUTING_COUNTERS_URL is not None and not ROUTING_COUNTERS_URL.startswith(("re
         "unset it to count in the database."
     )
 
+# With the database's counters on PostgreSQL, how long (seconds) a process trusts the spends it
+# last read or wrote before it reads them again. Within it a request without a quota makes no
+# round trip for its budgets; a budget can then be overshot by what other processes charge in
+# that time. 0: read on every request (exact up to the requests in flight).
+ROUTING_SPEND_FRESH_SECONDS = env_float("ROUTING_SPEND_FRESH_SECONDS", 1.0)
+if ROUTING_SPEND_FRESH_SECONDS < 0:
+    raise ImproperlyConfigured(f"ROUTING_SPEND_FRESH_SECONDS={ROUTING_SPEND_FRESH_SECONDS} must be 0 or more.")
+
 # Email: budget alerts go to each team's contacts. DEBUG prints mail to the console by default.
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",

@@ -64,6 +64,12 @@ def test_production_refuses_to_start_without_a_secret_key() -> None:
     assert "SECRET_KEY is required when DEBUG is false" in result.stderr
 
 
+def test_a_negative_spend_window_stops_start_up() -> None:
+    result = run_manage("check", DEBUG="true", ROUTING_SPEND_FRESH_SECONDS="-1")
+    assert result.returncode != 0
+    assert "ROUTING_SPEND_FRESH_SECONDS=-1.0 must be 0 or more." in result.stderr
+
+
 def test_deploy_check_is_clean_with_production_values(tmp_path: Path) -> None:
     result = run_manage(
         "check",

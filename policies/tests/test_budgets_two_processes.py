@@ -61,7 +61,7 @@ def _get(url: str) -> int:
 class Servers:
     """Two gunicorn processes (one worker each) serving the routing API from the test database."""
 
-    def __init__(self, counters_url: str) -> None:
+    def __init__(self, counters_url: str, *, spend_fresh_seconds: float = 0) -> None:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "console.settings",
@@ -71,6 +71,8 @@ class Servers:
             "SECURE_SSL_REDIRECT": "false",
             "ALLOWED_HOSTS": "127.0.0.1",
             "ROUTING_SNAPSHOT_TTL_SECONDS": "0",
+            # Read the spends on every request unless a test says otherwise: exact budgets.
+            "ROUTING_SPEND_FRESH_SECONDS": str(spend_fresh_seconds),
             "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
             "LOG_LEVEL": "WARNING",
         }
@@ -187,3 +189,21 @@ def test_two_processes_share_one_budget(servers: tuple[str, Servers], administra
         client = redis.Redis.from_url(TEST_REDIS_URL)
         assert int(client.get(f"switchboard:spend:{month:%Y-%m}:team:{shop.team.pk}")) == 120_000  # type: ignore[arg-type]
         assert not MonthlySpend.objects.exists()  # Redis counts; the database does not
+
+
+def test_within_the_fresh_window_a_process_reuses_its_spend_reading(administrator: User, reviewer: User) -> None:
+    """With the database's counters, each process trusts the spends it last read or wrote for
+    ``ROUTING_SPEND_FRESH_SECONDS``: the overshoot is what the other process charged meanwhile,
+    here one decision, and both refuse from then on."""
+    shop = build(administrator, reviewer, team_budget="0.10")  # three frontier decisions: 0.12
+    two = Servers("", spend_fresh_seconds=30)
+    try:
+        statuses = [two.route(n % 2, shop.key)[0] for n in range(6)]
+    finally:
+        two.stop()
+    # A reads $0 and charges; B reads $0.04 and charges; A still trusts the $0.04 its store
+    # returned and charges ($0.12); B trusts its $0.08 and charges once more ($0.16). Each store
+    # returned the team's new total, so both now know the budget is spent.
+    assert statuses == [200, 200, 200, 200, 429, 429]
+    spent = MonthlySpend.objects.get(scope="team", owner_id=shop.team.pk).spent_micro_usd
+    assert Decimal(spent) / 1_000_000 == 4 * FRONTIER_COST

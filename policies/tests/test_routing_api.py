@@ -2,6 +2,7 @@
 
 import datetime
 import hashlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from policies import services
+from policies.budgets import month_of
 from policies.counters import get_counters
 from policies.models import Application
 from policies.tests.factories import make_active_policy, make_app, pinned_rule, rules_document
@@ -263,6 +265,7 @@ def test_the_hot_path_reads_the_budget_in_one_statement_and_stores_the_decision_
     world: World, settings: Any
 ) -> None:
     settings.ROUTING_SNAPSHOT_TTL_SECONDS = 60
+    settings.ROUTING_SPEND_FRESH_SECONDS = 0  # read the spend on every request
     statements = _hot_path_statements(world)
     # No registry or policy query: the counters' one statement (the team's month-to-date spend;
     # no quota, no application budget here), then the store.
@@ -270,6 +273,32 @@ def test_the_hot_path_reads_the_budget_in_one_statement_and_stores_the_decision_
     assert statements[0].count("SELECT spent_micro_usd") == 1
     _assert_stores_with_one_round_trip(statements[1:])
     assert len(statements) == (2 if connection.vendor == "postgresql" else 3)
+
+
+@pytest.mark.postgresql
+def test_a_fresh_spend_reading_saves_the_budget_round_trip(world: World, settings: Any) -> None:
+    settings.ROUTING_SNAPSHOT_TTL_SECONDS = 60
+    registry_services.update_object(world.app, data={"monthly_budget_usd": 50})
+    statements = _hot_path_statements(world)
+    # The warm-up's store returned the team's and the application's new spends: only the store.
+    _assert_stores_with_one_round_trip(statements)
+    assert statements[0].endswith(
+        "RETURNING id, (SELECT spent_micro_usd FROM spend WHERE scope = 'team'), "
+        "(SELECT spent_micro_usd FROM spend WHERE scope = 'application')"
+    )
+    # Once the reading is older than the window, the spends are read again first.
+    settings.ROUTING_SPEND_FRESH_SECONDS = 0.05
+    time.sleep(0.06)
+    with CaptureQueriesContext(connection) as queries:
+        assert world.route().status_code == 200
+    statements = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert statements[0].startswith(f"SELECT 0, {SPEND_READ}")
+    assert len(statements) == 2
+    # Skipping reads never skips a charge: the counter is the sum of the stored estimates.
+    stored = AuditEvent.objects.filter(kind="routing.decision").values_list("data", flat=True)
+    charged = sum(round(data["response"]["estimated_cost_usd"] * 1_000_000) for data in stored)
+    assert charged > 0
+    assert get_counters().spent("team", world.app.team_id, month_of(timezone.now())) == charged
 
 
 def test_a_quota_and_an_application_budget_still_cost_one_statement(world: World, settings: Any) -> None:
