@@ -23,6 +23,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	SECRET_KEY=test-only $(BIN)/mypy
 
 ## Browser tests drive Debian's Chromium; install it when missing and we may (root with apt-get).
 chromium:
@@ -31,7 +32,7 @@ chromium:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	else echo "Browser tests need /usr/bin/chromium: sudo apt-get install chromium (they are skipped without it)"; fi
 
-## Set up and run the whole test suite (lint, Django checks, migrations, pytest).
+## Set up and run the whole test suite (lint: ruff and mypy; Django checks, migrations, pytest).
 test: $(STAMP) chromium lint
 	SECRET_KEY=test-only $(BIN)/python manage.py check --fail-level WARNING
 	SECRET_KEY=test-only $(BIN)/python manage.py makemigrations --check --dry-run

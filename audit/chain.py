@@ -22,7 +22,7 @@ import decimal
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 GENESIS = "0" * 64
@@ -161,7 +161,7 @@ def _text(value: Any) -> str:
 _COPY_ESCAPES = str.maketrans(
     {"\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
 )
-_RENDER = {"int": str, "str": _text, "json": render_json}
+_RENDER: dict[str, Callable[[Any], str]] = {"int": str, "str": _text, "json": render_json}
 _RENDERERS = [(name, _RENDER[kind.rstrip("?")]) for name, kind in FIELDS.items()]
 
 

@@ -20,6 +20,7 @@ from django.http import (
     JsonResponse,
     StreamingHttpResponse,
 )
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -61,7 +62,7 @@ def _requested_export(request: HttpRequest) -> tuple[str, export.ExportFilters]:
 
 
 @require_GET
-def export_download(request: HttpRequest) -> HttpResponse:
+def export_download(request: HttpRequest) -> HttpResponseBase:
     """Stream the sealed events that match the filters; the export is audited before the first byte."""
     try:
         format, filters = _requested_export(request)
@@ -114,7 +115,7 @@ def export_jobs(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def export_job_file(request: HttpRequest, pk: int, part: str) -> HttpResponse:
+def export_job_file(request: HttpRequest, pk: int, part: str) -> HttpResponseBase:
     """A finished job's file, or its manifest."""
     _require_exporter(request)
     job = get_object_or_404(ExportJob, pk=pk, status=ExportJob.Status.DONE)

@@ -83,6 +83,5 @@ class AuditEventFilter(django_filters.FilterSet):
     @property
     def qs(self) -> QuerySet[AuditEvent]:
         """Nothing when a filter is malformed: an auditor must never mistake everything for a match."""
-        if self.is_bound and not self.is_valid():
-            return self.queryset.none()
-        return super().qs
+        queryset: QuerySet[AuditEvent] = self.queryset.none() if self.is_bound and not self.is_valid() else super().qs
+        return queryset

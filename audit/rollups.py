@@ -483,7 +483,8 @@ def _query(sql: str, since: datetime.datetime, until: datetime.datetime) -> list
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
         cursor.execute(sql, [adapt(since), adapt(until)])
-        return cursor.fetchall()
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+        return rows
 
 
 def exact_percentile(ordered: Sequence[float], percentile: float) -> float | None:

@@ -23,6 +23,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,11 +109,11 @@ def build() -> tuple[Any, str]:
             {"name": "default", "action": {"cheapest": {"min_quality": 70}}, "fallbacks": [refs[-1]]},
         ]
     }
-    version = services.create_policy(name="Bench", slug="bench", document=document, actor=author)
-    version = services.submit(version, actor=author)
-    services.review(version, reviewer=approver, verdict="approve")
+    policy_version = services.create_policy(name="Bench", slug="bench", document=document, actor=author)
+    policy_version = services.submit(policy_version, actor=author)
+    services.review(policy_version, reviewer=approver, verdict="approve")
     team = Team.objects.create(name="Bench", slug="bench", monthly_budget_usd=Decimal("1000000"))
-    app = Application.objects.create(name="Bench", slug="bench", team=team, policy=version.policy)
+    app = Application.objects.create(name="Bench", slug="bench", team=team, policy=policy_version.policy)
     app.allowed_classifications.set([internal])
     registry_services.increment("routing_generation")
     _, key = services.generate_key(app, name="bench")
@@ -192,10 +193,10 @@ def main() -> None:
     print(f"{args.requests} sequential POST /api/v1/route on {connection.vendor}; {args.rounds} rounds, interleaved")
     if args.baseline:
         runs = [run(key, args.requests) for _ in range(args.rounds)]
-        wall, cpu = [w for w, _ in runs], [c for _, c in runs]
+        walls, cpus = [w for w, _ in runs], [c for _, c in runs]
         print(
-            f"  {'baseline code':<36}median {statistics.median(wall):6.0f}  min {min(wall):6.0f} µs/request,"
-            f" CPU {statistics.median(cpu):5.0f}"
+            f"  {'baseline code':<36}median {statistics.median(walls):6.0f}  min {min(walls):6.0f} µs/request,"
+            f" CPU {statistics.median(cpus):5.0f}"
         )
         return
     import redis
@@ -224,7 +225,7 @@ def main() -> None:
 
             policies.decisions.get_counters = counters.get_counters  # type: ignore[attr-defined]
             times[label].append(run(key, args.requests))
-    counters.get_counters = real  # type: ignore[misc]
+    counters.get_counters = real
     client.flushdb()
     base = statistics.median(wall for wall, _ in times[VARIANTS[0][0]])
     base_cpu = statistics.median(cpu for _, cpu in times[VARIANTS[0][0]])
@@ -261,7 +262,7 @@ def statements(rounds: int) -> None:
             cursor.execute("SELECT 1")
             cursor.fetchone()
 
-    operations = {
+    operations: dict[str, Callable[[], object]] = {
         "SELECT 1 (a bare round trip)": select_one,
         "plain audit INSERT (before budgets)": lambda: insert(event()),
         "audit INSERT carrying the spend UPSERT": lambda: database.store(event(), team_only, 1234),

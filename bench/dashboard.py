@@ -66,6 +66,7 @@ def main() -> None:
     client.force_login(User.objects.get(username="admin"))
     days = DailyUsageRollup.objects.count()
     first, last = UsageRollup.objects.order_by("hour").first(), UsageRollup.objects.order_by("hour").last()
+    assert first is not None and last is not None  # there are rows, checked above
     print(
         f"{BENCH_DB}: {rows:,} hourly and {days:,} daily rollup rows; "
         f"best / median / worst of {args.runs} runs after a warm-up"

@@ -98,7 +98,8 @@ def event_rows(traffic: Traffic, start: datetime.datetime, count: int) -> list[d
     """``count`` routing events whose decisions fall in the hour from ``start``, as the API stores them."""
     from policies import engine
 
-    rng, rows = traffic.rng, []
+    rng = traffic.rng
+    rows: list[dict[str, Any]] = []
     while len(rows) < count:
         app, stored = traffic.request()
         at = start + datetime.timedelta(seconds=rng.random() * 3600)
@@ -187,8 +188,8 @@ def copy_events(rows: list[dict[str, Any]]) -> float:
     from audit.models import AuditEvent
 
     fields = [f for f in AuditEvent._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(f.column for f in fields)
-    defaults = {"actor_id": None, "actor_ip": "10.0.0.1", "user_agent": "bench", "request_id": ""}
+    columns = ", ".join(f.column for f in fields if f.column is not None)
+    defaults: dict[str, Any] = {"actor_id": None, "actor_ip": "10.0.0.1", "user_agent": "bench", "request_id": ""}
     defaults |= {"object_type": "", "object_id": "", "object_repr": "", "before": None, "after": None}
     defaults |= {"reason": "", "model_version_id": None, "model_version_name": "", "schema_version": 1}
     start = time.perf_counter()
@@ -266,6 +267,7 @@ def routing_mix(
         routed = traffic.decide(app, stored)
         head = (app.name, app.team_name)
         tail = (stored["task_type"], stored["data_classification"])
+        key: tuple[Any, ...]
         if isinstance(routed, engine.Refusal):
             key = (*head, routed.policy.slug if routed.policy else "", routed.rule.name if routed.rule else "")
             key = (*key, None, "", *tail)
@@ -297,7 +299,7 @@ def generate_rollups(traffic: Traffic, total: int, days: int, skip: set[datetime
     refused_share = sum(w for key, w in zip(keys, weights, strict=True) if mix[key]["refused"]) / sum(weights)
     events_per_decision = 1 + OUTCOME_SHARE * (1 - refused_share)
     fields = [f for f in UsageRollup._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(f.column for f in fields)
+    columns = ", ".join(f.column for f in fields if f.column is not None)
     written, start = 0, time.perf_counter()
     with (
         connection.cursor() as cursor,

@@ -141,7 +141,7 @@ def build_portfolio(rng: random.Random) -> str:
             + [{"model_version": b, "weight": 30} for b in [rng.choice(refs)]]
         }
 
-    rules = []
+    rules: list[dict[str, Any]] = []
     for i in range(49):
         task = TASKS[i % len(TASKS)]
         klass = CLASSES[(i // len(TASKS)) % len(CLASSES)]

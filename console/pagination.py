@@ -1,5 +1,5 @@
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
@@ -13,7 +13,7 @@ class PageNumberPagination(pagination.PageNumberPagination):
     max_page_size = 500
 
 
-class CappedPaginator(Paginator):
+class CappedPaginator(Paginator):  # type: ignore[type-arg]  # not subscriptable at runtime
     """Pages of a queryset that counts its matches only up to ``cap``.
 
     An exact count reads every matching row, so on a log of millions it costs more than the page
@@ -34,7 +34,8 @@ class CappedPaginator(Paginator):
         and stops after ``cap + 1`` rows. Unordered, PostgreSQL may first collect every match in a
         bitmap, which costs as much as the exact count it replaces.
         """
-        return self.object_list[: self.cap + 1].count()
+        queryset = cast(QuerySet[Any], self.object_list)  # as __init__ takes it
+        return queryset[: self.cap + 1].count()
 
     @cached_property
     def count(self) -> int:

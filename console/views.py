@@ -1,5 +1,7 @@
 """The console's own pages and the permission mixin every page view uses."""
 
+from collections.abc import Sequence
+
 import plotly
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.mixins import PermissionRequiredMixin
@@ -37,7 +39,7 @@ class RolePermissionMixin(PermissionRequiredMixin):
     permission_action = "view"
     raise_exception = True
 
-    def get_permission_required(self) -> tuple[str, ...]:
+    def get_permission_required(self) -> Sequence[str]:
         if self.permission_required is not None:
             return super().get_permission_required()
         return (permission_name(self.model, self.permission_action),)  # type: ignore[attr-defined]
@@ -63,7 +65,7 @@ def dashboard_csv(request: HttpRequest, table: str) -> HttpResponse:
     now = timezone.now()
     form, dashboard = page.load(request.GET, now)
     if not form.is_valid():
-        errors = "; ".join(f"{name}: {' '.join(messages)}" for name, messages in form.errors.items())
+        errors = "; ".join(f"{name}: {' '.join(map(str, messages))}" for name, messages in form.errors.items())
         return HttpResponse(errors, status=400, content_type="text/plain; charset=utf-8")
     scope = dashboard.scope
     response = HttpResponse(page.csv_table(dashboard, table, now).csv(), content_type="text/csv; charset=utf-8")

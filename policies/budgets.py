@@ -12,6 +12,7 @@ threshold however many processes noticed.
 """
 
 import datetime
+import functools
 import logging
 import math
 import threading
@@ -167,7 +168,7 @@ def notice(window: Window, usage: Usage, charge: int) -> None:
     """Hand each newly reached threshold to the alert task once the decision is committed."""
     for crossing in crossings(window, usage, charge):
         if noticed.first_time(crossing):
-            transaction.on_commit(lambda crossing=crossing: _enqueue(crossing))
+            transaction.on_commit(functools.partial(_enqueue, crossing))
 
 
 def _enqueue(crossing: Crossing) -> None:

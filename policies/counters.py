@@ -227,7 +227,7 @@ class DatabaseCounters:
             sql = self._sql[key] = _check_sql(connection.vendor, quota=quota, app_spend=app_spend)
         # The application's spend is always counted (a budget set mid-month starts from the
         # truth) but only read when it has a budget.
-        params = [window.app_id, window.minute] if quota else []
+        params: list[int | str | None] = [window.app_id, window.minute] if quota else []
         params += [TEAM, window.team_id, month]
         if app_spend:
             params += [APPLICATION, window.app_id, month]
@@ -266,7 +266,7 @@ class DatabaseCounters:
         connection = connections[DEFAULT_DB_ALIAS]
         values = [field.get_db_prep_save(field.pre_save(event, add=True), connection) for field in _EVENT_FIELDS]
         month = connection.ops.adapt_datefield_value(window.month)
-        spend = [TEAM, window.team_id, month, charge, APPLICATION, window.app_id, month, charge]
+        spend: list[int | str | None] = [TEAM, window.team_id, month, charge, APPLICATION, window.app_id, month, charge]
         if charge <= 0:
             sql, params = self._insert(connection), values
         elif connection.vendor == "postgresql":
@@ -491,7 +491,7 @@ class RedisCounters:
             value = self.client.get(spend_key(scope, owner_id, month))
         except redis.RedisError as error:
             raise CountersUnavailable(str(error)) from error
-        return int(value) if value is not None else 0  # type: ignore[arg-type]
+        return int(value) if value is not None else 0
 
     def rebuild_month(self, month: datetime.date, ledger: Ledger, *, dry_run: bool = False) -> list[Rebuilt]:
         """The month's counters are read with one MGET right before the ledger's query starts, and

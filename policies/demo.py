@@ -244,13 +244,13 @@ def _budgets(now: datetime.datetime, admin: User) -> int:
         registry_services.update_object(
             application, data={"requests_per_minute": QUOTAS[application.slug]}, actor=admin
         )
-    application = Application.objects.filter(slug=NEAR_BUDGET_APP).first()
-    if application is None or application.monthly_budget_usd is not None:
+    near_budget = Application.objects.filter(slug=NEAR_BUDGET_APP).first()
+    if near_budget is None or near_budget.monthly_budget_usd is not None:
         return 0
     rng = random.Random(11)  # noqa: S311 - demo data, not a secret
     month, counters, count = budgets.month_of(now), get_counters(), 0
     snapshot = compile_snapshot()
-    app = next(key.app for key in snapshot.keys.values() if key.app.id == application.pk)
+    app = next(key.app for key in snapshot.keys.values() if key.app.id == near_budget.pk)
     since_midnight = int((now - now.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds())
     while Decimal(counters.spent(APPLICATION, app.id, month)) / budgets.MICRO < NEAR_BUDGET_MIN_SPEND:
         if count >= MAX_TODAY:
@@ -260,9 +260,9 @@ def _budgets(now: datetime.datetime, admin: User) -> int:
         count += 1
     spent = Decimal(counters.spent(APPLICATION, app.id, month)) / budgets.MICRO
     budget = (spent / NEAR_BUDGET_SHARE).quantize(Decimal("0.01"))
-    registry_services.update_object(application, data={"monthly_budget_usd": budget}, actor=admin)
+    registry_services.update_object(near_budget, data={"monthly_budget_usd": budget}, actor=admin)
     snapshot = compile_snapshot()
-    app = next(key.app for key in snapshot.keys.values() if key.app.id == application.pk)
+    app = next(key.app for key in snapshot.keys.values() if key.app.id == near_budget.pk)
     _one_decision(snapshot, app, rng, now)
     return count + 1
 

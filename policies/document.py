@@ -162,7 +162,7 @@ def _check_rule(rule: dict[str, Any], path: str, catalog: Catalog, problems: lis
         problems.append(
             Problem(f"{path}.over_budget", f"Use {' or '.join(OVER_BUDGET)}; leave it out to refuse, the default.")
         )
-    verifier = rule.get("verifier")
+    verifier: Any = rule.get("verifier")  # anything a document says, checked next
     verifier_known = verifier is not None and _check_ref(verifier, f"{path}.verifier", catalog, problems)
     if verifier_known and pinned_provider is not None and catalog.versions[verifier] == pinned_provider:
         problems.append(
@@ -378,7 +378,7 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"'{key}' is given twice in one mapping", key_node.start_mark

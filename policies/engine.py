@@ -160,8 +160,8 @@ class Snapshot:
         object.__setattr__(self, "by_tier", {tier: tuple(vs) for tier, vs in by_tier.items()})
         eligible: dict[str, set[int]] = {}
         for version_id, classification in self.approvals:
-            version = self.by_id.get(version_id)
-            if version is not None and version.lifecycle in ROUTABLE and version.provider_status == "active":
+            approved = self.by_id.get(version_id)
+            if approved is not None and approved.lifecycle in ROUTABLE and approved.provider_status == "active":
                 eligible.setdefault(classification, set()).add(version_id)
         object.__setattr__(self, "eligible", {c: frozenset(ids) for c, ids in eligible.items()})
         object.__setattr__(self, "pools", {})
@@ -303,7 +303,8 @@ def _ranked(
     """The action's candidates in order of preference, and those its own criteria set aside."""
     task, tokens_in, tokens_out = request.task_type, request.input_tokens, request.output_tokens
     if action == "pinned":
-        return [snapshot.versions[rule.pinned]] if rule.pinned in snapshot.versions else [], []
+        pinned = rule.pinned
+        return [snapshot.versions[pinned]] if pinned is not None and pinned in snapshot.versions else [], []
     if action == "split":
         entries = [(snapshot.versions[ref], weight) for ref, weight in rule.split if ref in snapshot.versions]
         point, total, first = bucket(request.request_id), 0, 0

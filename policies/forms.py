@@ -22,7 +22,7 @@ def _check_slug(slug: str) -> str:
     return slug
 
 
-class TeamForm(forms.ModelForm):
+class TeamForm(forms.ModelForm):  # type: ignore[type-arg]  # not subscriptable at runtime
     class Meta:
         model = Team
         fields = ["name", "slug", "monthly_budget_usd", "contacts"]
@@ -56,7 +56,7 @@ class TeamForm(forms.ModelForm):
         return "\n".join(lines)
 
 
-class ApplicationForm(forms.ModelForm):
+class ApplicationForm(forms.ModelForm):  # type: ignore[type-arg]  # not subscriptable at runtime
     class Meta:
         model = Application
         fields = [

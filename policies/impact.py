@@ -94,7 +94,7 @@ def preview(proposed: PolicyVersion, *, limit: int = REPLAY_LIMIT) -> Impact:
     for event in events:
         app = apps.get(event.application_id or 0)
         request = _request(event, app) if app else None
-        if request is None:
+        if app is None or request is None:
             impact.skipped += 1
             continue
         app_governed = dataclasses.replace(app, policy=proposed.policy.slug)

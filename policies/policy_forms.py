@@ -8,7 +8,7 @@ problems with the same paths.
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.forms import BoundField
@@ -163,8 +163,8 @@ class RuleForm(forms.Form):
         named = [initial["pinned"], initial["verifier"], *initial["fallbacks"]]
         named += [entry[0] for entry in initial["split"]]
         versions = [("", "—"), *_with_unknown(choices.versions, named)]
-        self.fields["pinned"].choices = versions  # type: ignore[attr-defined]
-        self.fields["verifier"].choices = [("", "No verifier"), *versions[1:]]  # type: ignore[attr-defined]
+        cast(forms.ChoiceField, self.fields["pinned"]).choices = versions
+        cast(forms.ChoiceField, self.fields["verifier"]).choices = [("", "No verifier"), *versions[1:]]
         for key in doc.MATCH_LISTS:
             offered = _with_unknown(choices.vocabularies.get(key, []), initial[key])
             self.fields[key] = forms.MultipleChoiceField(
@@ -267,16 +267,16 @@ class RuleForm(forms.Form):
 
 def rule_initial(rule: dict[str, Any]) -> dict[str, Any]:
     """A rule's values for the editor's inputs. Tolerant: a stored rule may predate today's registry."""
-    match = rule.get("match") if isinstance(rule.get("match"), dict) else {}
-    tokens = match.get("input_tokens") if isinstance(match.get("input_tokens"), dict) else {}
-    action = rule.get("action") if isinstance(rule.get("action"), dict) else {}
+    match = _dict(rule.get("match"))
+    tokens = _dict(match.get("input_tokens"))
+    action = _dict(rule.get("action"))
     kind = next(iter(action), "pinned")
     value = action.get(kind)
-    cheapest = value if kind == "cheapest" and isinstance(value, dict) else {}
-    fastest = value if kind == "fastest" and isinstance(value, dict) else {}
-    split = value if kind == "split" and isinstance(value, list) else []
-    escalation = rule.get("escalation") if isinstance(rule.get("escalation"), dict) else {}
-    fallbacks = rule.get("fallbacks") if isinstance(rule.get("fallbacks"), list) else []
+    cheapest = _dict(value) if kind == "cheapest" else {}
+    fastest = _dict(value) if kind == "fastest" else {}
+    split = _list(value) if kind == "split" else []
+    escalation = _dict(rule.get("escalation"))
+    fallbacks = _list(rule.get("fallbacks"))
     initial: dict[str, Any] = {
         "name": rule.get("name", ""),
         "description": rule.get("description", ""),
@@ -301,6 +301,14 @@ def rule_initial(rule: dict[str, Any]) -> dict[str, Any]:
         values = match.get(key)
         initial[key] = [str(v) for v in values] if isinstance(values, list) else []
     return initial
+
+
+def _dict(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 class SummaryForm(forms.Form):
@@ -344,7 +352,7 @@ class UploadForm(SummaryForm):
         return cleaned
 
 
-class PolicyForm(forms.ModelForm):
+class PolicyForm(forms.ModelForm):  # type: ignore[type-arg]  # not subscriptable at runtime
     """A new policy's settings and its first rules, as YAML to start from."""
 
     rules_yaml = forms.CharField(

@@ -222,7 +222,8 @@ def submit(version: PolicyVersion, *, actor: Any = None) -> PolicyVersion:
 def _set_state(version: PolicyVersion, state: str, *, actor: Any, reason: str = "") -> PolicyVersion:
     before = version.state
     version.state = state
-    stamp = {State.ACTIVE: "activated_at", State.SUPERSEDED: "superseded_at"}.get(state)
+    stamps: dict[str, str] = {State.ACTIVE: "activated_at", State.SUPERSEDED: "superseded_at"}
+    stamp = stamps.get(state)
     fields = ["state"]
     if stamp:
         setattr(version, stamp, timezone.now())
@@ -331,7 +332,7 @@ def change_compliance(
 ) -> ComplianceCell | ComplianceRequest:
     """Narrow the matrix at once; ask for review before widening it."""
     regions = list(regions or [])
-    fields = {
+    fields: dict[str, Any] = {
         "model_version": model_version,
         "classification": classification,
         "decision": decision,

@@ -81,9 +81,9 @@ def compile_snapshot() -> engine.Snapshot:
         for key in ApiKey.objects.all()
     }
     policies = {}
-    for version in PolicyVersion.objects.filter(state=PolicyVersion.State.ACTIVE).select_related("policy"):
-        rules = tuple(engine.compile_rule(rule) for rule in version.document.get("rules", []))
-        policies[version.policy.slug] = engine.Policy(slug=version.policy.slug, version=version.number, rules=rules)
+    for active in PolicyVersion.objects.filter(state=PolicyVersion.State.ACTIVE).select_related("policy"):
+        rules = tuple(engine.compile_rule(rule) for rule in active.document.get("rules", []))
+        policies[active.policy.slug] = engine.Policy(slug=active.policy.slug, version=active.number, rules=rules)
     return engine.Snapshot(
         generation=generation,
         compliance_revision=current(Counter.COMPLIANCE_REVISION),

@@ -29,10 +29,10 @@ from registry.models import Model as AIModel
 class AuditedAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Saves and deletes through the registry services, so each is validated and audited."""
 
-    def save_model(self, request: HttpRequest, obj: Model, form: ModelForm, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: Model, form: "ModelForm[Any]", change: bool) -> None:
         self._pending = (obj, change)  # many-to-many values arrive in save_related
 
-    def save_related(self, request: HttpRequest, form: ModelForm, formsets: Any, change: bool) -> None:
+    def save_related(self, request: HttpRequest, form: "ModelForm[Any]", formsets: Any, change: bool) -> None:
         obj, change = self._pending
         names = {field.name for field in obj._meta.concrete_fields if not field.primary_key}
         data = {name: form.cleaned_data[name] for name in names if name in form.cleaned_data}

@@ -538,7 +538,7 @@ def _ensure(
     creating the demo's one would break the unique name (and duplicate it in people's eyes).
     """
     match = Q(slug=slug) | Q(name=data["name"]) if unique_name else Q(slug=slug)
-    existing = model_class.objects.filter(match, **lookup).first()
+    existing = model_class._default_manager.filter(match, **lookup).first()
     if existing is not None:
         return existing
     result.created[str(model_class._meta.verbose_name_plural)] += 1

@@ -49,4 +49,5 @@ class ModelVersionFilter(django_filters.FilterSet):
     @property
     def qs(self) -> QuerySet[ModelVersion]:
         # Filtering through many-to-many joins can repeat a row.
-        return super().qs.distinct()
+        queryset: QuerySet[ModelVersion] = super().qs
+        return queryset.distinct()

@@ -1,14 +1,14 @@
 """Forms for the registry pages. They check shape; the services enforce the business rules."""
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
 from registry.models import ComplianceCell, Model, ModelVersion, Provider, Region
 
 
-class ProviderForm(forms.ModelForm):
+class ProviderForm(forms.ModelForm):  # type: ignore[type-arg]  # not subscriptable at runtime
     base_url = forms.URLField(required=False, assume_scheme="https", label="Base URL")
 
     class Meta:
@@ -20,7 +20,7 @@ class ProviderForm(forms.ModelForm):
         }
 
 
-class ModelForm(forms.ModelForm):
+class ModelForm(forms.ModelForm):  # type: ignore[type-arg]  # not subscriptable at runtime
     class Meta:
         model = Model
         fields = ["provider", "name", "slug", "family", "tier", "capabilities", "description"]
@@ -36,7 +36,7 @@ class QualityScoresField(forms.JSONField):
         return str(super().prepare_value(value))
 
 
-class ModelVersionForm(forms.ModelForm):
+class ModelVersionForm(forms.ModelForm):  # type: ignore[type-arg]  # not subscriptable at runtime
     """Create or edit a version. Once frozen, its technical fields are shown but cannot be sent."""
 
     quality_scores = QualityScoresField(
@@ -57,13 +57,13 @@ class ModelVersionForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["model"].queryset = Model.objects.select_related("provider")
+        cast("forms.ModelChoiceField[Model]", self.fields["model"]).queryset = Model.objects.select_related("provider")
         successors = ModelVersion.objects.select_related("model__provider").exclude(lifecycle="retired")
         if self.instance.pk:
             successors = successors.exclude(pk=self.instance.pk)
-        self.fields["successor"].queryset = successors
+        cast("forms.ModelChoiceField[ModelVersion]", self.fields["successor"]).queryset = successors
         for name in ("input_cost_per_mtok", "output_cost_per_mtok"):
-            self.fields[name].min_value = 0
+            cast(forms.DecimalField, self.fields[name]).min_value = 0
             self.fields[name].widget.attrs["min"] = "0"
         self.fields["quality_scores"].initial = self.fields["quality_scores"].initial or {}
         if self.instance.pk and self.instance.is_frozen:
@@ -100,7 +100,7 @@ class ComplianceCellForm(forms.Form):
 
     def __init__(self, *args: Any, model_version: ModelVersion, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["regions"].queryset = model_version.regions.all()
+        cast("forms.ModelMultipleChoiceField[Region]", self.fields["regions"]).queryset = model_version.regions.all()
 
 
 class TransitionForm(forms.Form):

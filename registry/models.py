@@ -4,7 +4,7 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, TextChoices
 from django.urls import reverse
 from django.utils import timezone
 
@@ -74,7 +74,9 @@ class DataClassification(models.Model):
 class Provider(models.Model):
     """A company or platform serving models. Credentials are named, never stored."""
 
-    class Kind(models.TextChoices):
+    # TextChoices by its own name: in this class body mypy takes ``models`` for Provider.models,
+    # the related name of Model.provider.
+    class Kind(TextChoices):
         OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible"
         ANTHROPIC = "anthropic", "Anthropic"
         GOOGLE = "google", "Google"
@@ -82,7 +84,7 @@ class Provider(models.Model):
         BEDROCK = "bedrock", "AWS Bedrock"
         SELF_HOSTED = "self_hosted", "Self-hosted"
 
-    class Status(models.TextChoices):
+    class Status(TextChoices):
         ACTIVE = "active", "Active"
         DEGRADED = "degraded", "Degraded"
         DISABLED = "disabled", "Disabled"

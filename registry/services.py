@@ -77,7 +77,7 @@ def update_object(
     The object is re-read under a row lock, so the audit "before" is what was stored even when the
     caller's instance was already modified (a ModelForm changes it while validating).
     """
-    instance = type(instance).objects.select_for_update().get(pk=instance.pk)
+    instance = type(instance)._default_manager.select_for_update().get(pk=instance.pk)
     before = snapshot(instance)
     for name, value in data.items():
         setattr(instance, name, value)

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -21,7 +22,7 @@ from policies.models import ComplianceRequest
 from registry import services
 from registry.filters import ModelVersionFilter
 from registry.forms import ComplianceCellForm, ModelForm, ModelVersionForm, ProviderForm, TransitionForm
-from registry.models import ComplianceCell, DataClassification, Lifecycle, Model, ModelVersion, Provider
+from registry.models import ComplianceCell, Counter, DataClassification, Lifecycle, Model, ModelVersion, Provider
 
 PAGE_SIZE = 25
 
@@ -38,7 +39,8 @@ def add_service_errors(form: BaseForm, error: ValidationError) -> None:
 def split_cleaned_data(form: BaseForm, model: type[models.Model]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The form's values as (plain fields, many-to-many fields), for the services' keyword arguments."""
     m2m_names = {field.name for field in model._meta.many_to_many}
-    data, m2m = {}, {}
+    data: dict[str, Any] = {}
+    m2m: dict[str, Any] = {}
     for name, value in form.cleaned_data.items():
         if name in form.fields and form.fields[name].disabled:
             continue
@@ -52,7 +54,7 @@ class FormPageMixin:
     model: type[models.Model]
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        context = super().get_context_data(**kwargs)  # type: ignore[misc]
+        context: dict[str, Any] = super().get_context_data(**kwargs)  # type: ignore[misc]
         context["model_name"] = self.model._meta.verbose_name
         return context
 
@@ -63,7 +65,7 @@ class AuditedCreateView(FormPageMixin, RolePermissionMixin, CreateView):  # type
     permission_action = "add"
     template_name = "registry/form.html"
 
-    def form_valid(self, form: BaseForm) -> HttpResponse:
+    def form_valid(self, form: "forms.ModelForm[Any]") -> HttpResponse:
         data, m2m = split_cleaned_data(form, self.model)
         try:
             self.object = services.create_object(self.model, data=data, m2m=m2m)
@@ -71,7 +73,7 @@ class AuditedCreateView(FormPageMixin, RolePermissionMixin, CreateView):  # type
             add_service_errors(form, error)
             return self.form_invalid(form)
         messages.success(self.request, f"Created {self.object}.")
-        return HttpResponseRedirect(self.object.get_absolute_url())
+        return HttpResponseRedirect(self.get_success_url())
 
 
 class AuditedUpdateView(FormPageMixin, RolePermissionMixin, UpdateView):  # type: ignore[type-arg]
@@ -80,7 +82,7 @@ class AuditedUpdateView(FormPageMixin, RolePermissionMixin, UpdateView):  # type
     permission_action = "change"
     template_name = "registry/form.html"
 
-    def form_valid(self, form: BaseForm) -> HttpResponse:
+    def form_valid(self, form: "forms.ModelForm[Any]") -> HttpResponse:
         data, m2m = split_cleaned_data(form, self.model)
         try:
             self.object = services.update_object(self.object, data=data, m2m=m2m)
@@ -198,7 +200,7 @@ class VersionCreate(FormPageMixin, RolePermissionMixin, CreateView):  # type: ig
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return {**super().get_context_data(**kwargs), "source": self.source()}
 
-    def form_valid(self, form: BaseForm) -> HttpResponse:
+    def form_valid(self, form: "forms.ModelForm[Any]") -> HttpResponse:
         data, m2m = split_cleaned_data(form, ModelVersion)
         try:
             self.object = services.create_version(data=data, regions=m2m["regions"])
@@ -215,7 +217,7 @@ class VersionUpdate(FormPageMixin, RolePermissionMixin, UpdateView):  # type: ig
     permission_action = "change"
     template_name = "registry/form.html"
 
-    def form_valid(self, form: BaseForm) -> HttpResponse:
+    def form_valid(self, form: "forms.ModelForm[Any]") -> HttpResponse:
         data, m2m = split_cleaned_data(form, ModelVersion)
         try:
             self.object = services.update_version(self.object, data=data, regions=m2m.get("regions"))
@@ -277,7 +279,7 @@ def compliance_matrix(request: HttpRequest) -> HttpResponse:
         "page": page,
         "rows": rows,
         "classifications": classifications,
-        "revision": services.current(services.Counter.COMPLIANCE_REVISION),
+        "revision": services.current(Counter.COMPLIANCE_REVISION),
         "query": querystring(request),
         "can_edit": request.user.has_perm("registry.change_compliancecell"),
     }

@@ -5,13 +5,13 @@ from rest_framework import serializers
 from audit.models import AuditEvent, AuditSeal
 
 
-class SealSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class SealSerializer(serializers.ModelSerializer[AuditSeal]):
     class Meta:
         model = AuditSeal
         fields = ["sequence", "hash", "prev_hash", "format", "sealed_at"]
 
 
-class AuditEventSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class AuditEventSerializer(serializers.ModelSerializer[AuditEvent]):
     """Every column, so an export through the API loses nothing; ``seal`` is null until sealed."""
 
     seal = SealSerializer(read_only=True, allow_null=True)

@@ -29,7 +29,7 @@ def is_log_reader(user: Any) -> bool:
     return bool(user and user.is_authenticated and user.has_perm("audit.export_auditevent"))
 
 
-class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):  # type: ignore[type-arg]
+class AuditEventViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[AuditEvent]):
     """Audit events, newest first, cursor-paginated (``next`` links follow the id)."""
 
     queryset = AuditEvent.objects.select_related("seal")

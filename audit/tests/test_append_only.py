@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import DatabaseError, connection, transaction
@@ -32,7 +33,7 @@ def maintenance_off() -> Iterator[None]:
         transaction.set_rollback(True)
 
 
-def refused(statement: str, params: tuple[object, ...] = ()) -> bool:
+def refused(statement: str, params: tuple[Any, ...] = ()) -> bool:
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(statement, params)

@@ -45,8 +45,9 @@ def events_at(moment: datetime.datetime, count: int, kind: str = "test.happened"
 
 @pytest.fixture
 def archive_dir(settings: Any, tmp_path: Path) -> Path:
-    settings.AUDIT_ARCHIVE_DIR = tmp_path / "archive"
-    return settings.AUDIT_ARCHIVE_DIR
+    path = tmp_path / "archive"
+    settings.AUDIT_ARCHIVE_DIR = path
+    return path
 
 
 @pytest.fixture

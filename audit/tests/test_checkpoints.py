@@ -42,8 +42,8 @@ def test_a_checkpoint_signs_the_end_of_the_chain_once() -> None:
     assert checkpoints.signature_holds(made)
     assert checkpoints.make_checkpoint() is None  # no new events, no new checkpoint
     sealed(2)
-    assert checkpoints.make_checkpoint().sequence == 5  # type: ignore[union-attr]
-    assert checkpoints.covering(4).sequence == 5  # type: ignore[union-attr]
+    assert checkpoints.make_checkpoint().sequence == 5
+    assert checkpoints.covering(4).sequence == 5
     assert checkpoints.covering(6) is None
     assert verify().intact
 

@@ -1,6 +1,7 @@
 """Streamed exports: what goes out is exactly what the seals cover, in constant memory, for exporters only."""
 
 import csv
+import datetime
 import decimal
 import hashlib
 import io
@@ -190,7 +191,7 @@ def test_bad_filter_names_the_parameter() -> None:
 
 def test_write_export_writes_file_manifest_and_audits_itself(sealed: list[AuditEvent], tmp_path: Path) -> None:
     target = tmp_path / "log.jsonl"
-    filters = export.ExportFilters(kind="routing.decision", since=timezone.now() - timezone.timedelta(days=1))
+    filters = export.ExportFilters(kind="routing.decision", since=timezone.now() - datetime.timedelta(days=1))
     manifest = export.write_export(target, "jsonl", filters)
 
     assert json.loads(export.manifest_path(target).read_text()) == manifest

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.http import StreamingHttpResponse
 from django.test import Client
 from django.urls import reverse
 
@@ -60,6 +61,7 @@ def test_a_large_export_is_written_by_a_worker_and_verifies(
     assert "4 of 4 rows" in page
     file = client.get(reverse("audit-export-job-file", args=[job.pk, "file"]))
     manifest = client.get(reverse("audit-export-job-file", args=[job.pk, "manifest"]))
+    assert isinstance(file, StreamingHttpResponse) and isinstance(manifest, StreamingHttpResponse)
     exported = tmp_path / "download.csv"
     exported.write_bytes(b"".join(file.streaming_content))
     manifest_path = tmp_path / "download.csv.manifest.json"
@@ -73,6 +75,7 @@ def test_the_export_understands_the_audit_log_pages_filters(auditor: User) -> No
     sealed_events(2, application="support")
     sealed_events(3, application="triage")
     response = client_for(auditor).get(reverse("audit-export") + "?format=jsonl&application=TRIAGE")
+    assert isinstance(response, StreamingHttpResponse)
     rows = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
     assert len(rows) == 3 and {row["application_name"] for row in rows} == {"triage"}
     bad = client_for(auditor).get(reverse("audit-export") + "?decision_id=nope")

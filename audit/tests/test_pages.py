@@ -255,7 +255,7 @@ def test_pages_work_up_to_the_cap_and_stop_there(
     assert [event for page in pages for event in page.context["page"].object_list] == newest
     assert pages[1].context["page"].has_next() and not pages[2].context["page"].has_next()
     assert "Page 3 of 3+ · 5+ match" in pages[2].content.decode()
-    beyond = client.get(LIST, {"application": "support", "page": 4})
+    beyond = client.get(LIST, {"application": "support", "page": "4"})
     assert beyond.context["page"].number == 3
 
 
@@ -266,7 +266,7 @@ def test_under_the_cap_the_page_shows_the_exact_count(
     monkeypatch.setattr("audit.views.COUNT_CAP", 5)
     for _ in range(3):
         traffic.route(traffic.support)
-    response = signed_in(auditor).get(LIST, {"application": "support", "page": 2})
+    response = signed_in(auditor).get(LIST, {"application": "support", "page": "2"})
     page = response.context["page"]
     assert not page.paginator.capped and page.paginator.count == 3
     assert [len(page.object_list), page.has_next()] == [1, False]
@@ -294,7 +294,7 @@ def test_a_filtered_page_past_the_cap_runs_a_fixed_number_of_queries(
         traffic.route(traffic.support)
     seal_all()
     client = signed_in(auditor)
-    params = {"application": "support", "model_version": traffic.large.pk}
+    params = {"application": "support", "model_version": str(traffic.large.pk)}
     client.get(LIST, params)  # warm the session and content-type caches
     # Session, user, two for permissions, the capped count, the page (seals joined), the kinds,
     # two for the ledger facts, and the user's roles for the menu.

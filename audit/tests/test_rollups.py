@@ -411,7 +411,12 @@ def test_a_fallback_outcome_counts_under_the_version_that_answered(routing: dict
         2,
         Decimal("0.012000"),
     )
-    assert (chose.outcomes_ok, chose.input_tokens, chose.reported_cost_usd, chose.latency_p50_ms) == (0, 0, 0, None)
+    assert (chose.outcomes_ok, chose.input_tokens, chose.reported_cost_usd, chose.latency_p50_ms) == (
+        0,
+        0,
+        Decimal(0),
+        None,
+    )
     fell_back = one(hour=TEN, model_version_id=small.pk)
     # Reported for Small: 1000 * 1 + 250 * 4 = 2000 micro-dollars.
     assert (fell_back.model_version_name, fell_back.decisions, fell_back.outcomes_ok) == ("acme/small/1", 0, 1)

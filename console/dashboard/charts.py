@@ -8,7 +8,7 @@ Colour is never the only difference between series: bars get a fill pattern each
 and a marker symbol, and every chart has the same numbers in a table under it.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import plotly.io as pio
@@ -38,7 +38,7 @@ def fragment(figure: dict[str, Any], div_id: str) -> str:
     }
     for key, value in figure.get("layout", {}).items():
         layout[key] = {**layout[key], **value} if isinstance(value, dict) and key in layout else value
-    return pio.to_html(
+    html: str = pio.to_html(
         {"data": figure["data"], "layout": layout},
         full_html=False,
         include_plotlyjs=False,
@@ -47,6 +47,7 @@ def fragment(figure: dict[str, Any], div_id: str) -> str:
         default_height=f"{height}px",
         config=CONFIG,
     )
+    return html
 
 
 # Series with a fixed look wherever they appear.
@@ -64,7 +65,7 @@ def bar_style(index: int, name: str = "") -> dict[str, Any]:
 
 
 def stacked_bars(
-    x: Sequence[str], series: dict[str, Sequence[float]], *, y_title: str, money: bool = False
+    x: Sequence[str], series: Mapping[str, Sequence[float]], *, y_title: str, money: bool = False
 ) -> dict[str, Any]:
     """One stacked bar per period, one layer per series."""
     hover = "%{fullData.name}<br>%{x}: " + ("$%{y:,.2f}" if money else "%{y:,}") + "<extra></extra>"
@@ -85,7 +86,7 @@ def stacked_bars(
     return {"data": data, "layout": {"barmode": "stack", "yaxis": yaxis, "xaxis": {"type": "category"}}}
 
 
-def horizontal_bars(labels: Sequence[str], series: dict[str, Sequence[float]], *, x_title: str) -> dict[str, Any]:
+def horizontal_bars(labels: Sequence[str], series: Mapping[str, Sequence[float]], *, x_title: str) -> dict[str, Any]:
     """Labels down the side, largest first, with the values written on the bars."""
     data = [
         {

@@ -9,7 +9,7 @@ applications and classifications, which the caller reads once and passes in.
 import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django import forms
 from django.core.validators import RegexValidator
@@ -126,12 +126,15 @@ class DashboardForm(forms.Form):
                 if not data.get(name):
                     data[name] = value
         super().__init__(data)
-        self.fields["team"].choices = _choices(teams, "All teams")
-        self.fields["application"].choices = _choices(applications, "All applications")
-        self.fields["classification"].choices = _choices(classifications, "All classifications")
+        cast(forms.ChoiceField, self.fields["team"]).choices = _choices(teams, "All teams")
+        cast(forms.ChoiceField, self.fields["application"]).choices = _choices(applications, "All applications")
+        cast(forms.ChoiceField, self.fields["classification"]).choices = _choices(
+            classifications, "All classifications"
+        )
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if cleaned.get("range") == CUSTOM:
             since, until = cleaned.get("since"), cleaned.get("until")
             if since is None or until is None:

@@ -130,7 +130,7 @@ def budget_alerts(now: datetime.datetime | None = None) -> list[Alert]:
         key = (alert.team_id, alert.application_id)
         if key in seen:
             continue
-        if alert.application_id:
+        if alert.application is not None:
             owner, url = f"Application {alert.application.name}", alert.application.get_absolute_url()
         else:
             owner, url = f"Team {alert.team.name}", alert.team.get_absolute_url()

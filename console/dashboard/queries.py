@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import cached_property
 
-from django.db.models import BooleanField, Case, F, Model, Q, Sum, Value, When
+from django.db.models import BooleanField, Case, F, Q, Sum, Value, When
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
@@ -27,6 +27,7 @@ from audit.models import DailyUsageRollup, UsageRollup
 from audit.rollups import histogram_sums
 from console.dashboard.filters import DAY, Scope
 
+RollupTable = type[UsageRollup] | type[DailyUsageRollup]
 ZERO = Decimal(0)
 KEYS = (
     "model_version_id",
@@ -101,7 +102,7 @@ class Span:
     ``where``, summed per ``grain``. With ``budget`` false its rows never count towards the
     budget month (a daily row read beside them already does)."""
 
-    table: type[Model]
+    table: RollupTable
     column: str
     where: Q
     grain: str
@@ -152,7 +153,7 @@ class Sums:
         spans: list[Span] = []
 
         def read(
-            table: type[Model], start: datetime.datetime, end: datetime.datetime, grain: str, **flags: bool
+            table: RollupTable, start: datetime.datetime, end: datetime.datetime, grain: str, **flags: bool
         ) -> None:
             if start < end:
                 column = "day" if table is DailyUsageRollup else "hour"
@@ -246,7 +247,7 @@ class Sums:
 
 def _merged(spans: list[Span]) -> list[Span]:
     """One span per table, grain and budget flag: their windows OR-ed, so that a page costs a few queries."""
-    merged: dict[tuple[type[Model], str, bool], Span] = {}
+    merged: dict[tuple[RollupTable, str, bool], Span] = {}
     for span in spans:
         key = (span.table, span.grain, span.budget)
         known = merged.get(key)

@@ -127,7 +127,8 @@ def client_for(user: User | None) -> Client:
 def panels(user: User, query: str = "") -> dict[str, Panel]:
     response = client_for(user).get(reverse("home") + query)
     assert response.status_code == 200
-    return response.context["panels"]
+    found: dict[str, Panel] = response.context["panels"]
+    return found
 
 
 def download(user: User, table: str, query: str = "") -> list[list[str]]:

@@ -22,11 +22,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def chart_series(page: Any, slug: str) -> list[str]:
     """The names of the traces plotly drew in a chart (plotly keeps them on the element)."""
     page.wait_for_selector(f"#chart-{slug} .main-svg")
-    return page.evaluate(f"document.getElementById('chart-{slug}').data.map(trace => trace.name)")
+    names: list[str] = page.evaluate(f"document.getElementById('chart-{slug}').data.map(trace => trace.name)")
+    return names
 
 
 def spend_total(page: Any) -> str:
-    return page.locator('table[data-panel="spend"] tfoot td').last.text_content().strip()
+    total: str = page.locator('table[data-panel="spend"] tfoot td').last.text_content().strip()
+    return total
 
 
 def test_administrator_changes_range_and_team_and_the_charts_and_tables_follow(

@@ -22,6 +22,7 @@ from audit.context import current_request
 from audit.models import AuditEvent
 from audit.services import insert
 from policies import decisions, engine
+from policies.counters import insert_guard
 from policies.services import hash_key
 from policies.snapshot import holder
 
@@ -214,6 +215,8 @@ def outcome(request: HttpRequest, decision_id: uuid.UUID) -> JsonResponse:
         errors["output_sha256"] = ["Send output_sha256 (or the output, when the application captures content)."]
     if errors:
         return _answer(400, {"detail": "The outcome has invalid fields.", "errors": errors})
+    assert isinstance(version_id, int), "validated above"
+    assert decision.data is not None, "a decision always records its request and answer"
     response = decision.data["response"]
     allowed = [response["model"], *response["fallbacks"]]
     used = next((entry for entry in allowed if entry["model_version_id"] == version_id), None)
@@ -245,7 +248,7 @@ def outcome(request: HttpRequest, decision_id: uuid.UUID) -> JsonResponse:
         },
     )
     try:
-        with decisions.insert_guard():
+        with insert_guard():
             insert(event)
     except IntegrityError:
         return _answer(409, {"detail": "An outcome was already reported for this decision."})

@@ -49,7 +49,7 @@ def activate(version: PolicyVersion, *reviewers: User) -> PolicyVersion:
 
 def make_active_policy(document: dict[str, Any], *, author: User, reviewer: User, **fields: Any) -> Policy:
     n = next(_sequence)
-    data = {"name": f"Policy {n}", "slug": f"policy-{n}"}
+    data: dict[str, Any] = {"name": f"Policy {n}", "slug": f"policy-{n}"}
     data.update(fields)
     version = services.create_policy(document=document, actor=author, **data)
     activate(version, reviewer)

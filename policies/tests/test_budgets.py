@@ -365,7 +365,7 @@ def test_a_second_process_noticing_the_same_threshold_raises_no_second_alert(
     administrator: User, reviewer: User, at_noon: Any
 ) -> None:
     shop = build(administrator, reviewer)
-    arguments = {
+    arguments: dict[str, Any] = {
         "scope": "team",
         "owner_id": shop.team.pk,
         "month": datetime.date(2026, 11, 1),

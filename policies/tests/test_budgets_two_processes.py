@@ -107,7 +107,7 @@ class Servers:
             while _get(f"http://127.0.0.1:{port}/health/") != 200:
                 if process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"gunicorn on {port} did not start: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                    raise RuntimeError(f"gunicorn on {port} did not start: {process.stderr.read().decode()[-2000:]}")
                 time.sleep(0.1)
 
     def route(self, index: int, key: str, **body: Any) -> tuple[int, dict[str, Any]]:
@@ -187,7 +187,7 @@ def test_two_processes_share_one_budget(servers: tuple[str, Servers], administra
     else:
         month = datetime.date.today().replace(day=1)
         client = redis.Redis.from_url(TEST_REDIS_URL)
-        assert int(client.get(f"switchboard:spend:{month:%Y-%m}:team:{shop.team.pk}")) == 120_000  # type: ignore[arg-type]
+        assert int(client.get(f"switchboard:spend:{month:%Y-%m}:team:{shop.team.pk}")) == 120_000
         assert not MonthlySpend.objects.exists()  # Redis counts; the database does not
 
 

@@ -176,9 +176,9 @@ def test_first_matching_rule_wins() -> None:
         {"name": "rest", "action": {"pinned": a.ref}},
     ]
     snap = snapshot([a, b], rules, approve_all([a, b], "internal", "phi"))
-    assert ask(snap, classification="phi").rule.name == "phi"  # type: ignore[union-attr]
-    assert ask(snap, input_tokens=5000).rule.name == "long"  # type: ignore[union-attr]
-    assert ask(snap).rule.name == "rest"  # type: ignore[union-attr]
+    assert ask(snap, classification="phi").rule.name == "phi"
+    assert ask(snap, input_tokens=5000).rule.name == "long"
+    assert ask(snap).rule.name == "rest"
 
 
 def test_no_matching_rule_or_no_policy_refuses() -> None:

@@ -372,6 +372,7 @@ def test_role_matrix_for_review_pages(
         evidence="DPA",
         actor=personas["administrator"],
     )
+    assert isinstance(change, ComplianceRequest)  # widening asks for review
     client = client_for(personas[role])
     request_url = reverse("policies:compliance-request", args=[change.pk])
     queue = reverse("policies:review-queue")

@@ -70,6 +70,7 @@ def describe_condition(match: dict[str, Any]) -> list[str]:
 
 
 def describe_action(action: dict[str, Any]) -> str:
+    value: Any
     kind, value = next(iter(action.items()), ("", None))
     if kind == "pinned":
         return f"use {value}"

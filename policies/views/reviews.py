@@ -176,7 +176,7 @@ def mix_chart(rows: list[MixRow], *, active_name: str, proposed_name: str) -> st
         yaxis_title="Requests",
         legend={"orientation": "h", "y": 1.12},
     )
-    return pio.to_html(
+    html: str = pio.to_html(
         figure,
         full_html=False,
         include_plotlyjs=False,
@@ -184,6 +184,7 @@ def mix_chart(rows: list[MixRow], *, active_name: str, proposed_name: str) -> st
         default_height="360px",
         config={"displaylogo": False, "responsive": True},
     )
+    return html
 
 
 def signed_money(amount: float) -> str:

@@ -28,7 +28,7 @@ from registry.models import (
 LIFECYCLE_FIELDS = ("lifecycle", "approved_at", "deprecated_at", "retired_at", "created_at")
 
 
-def slugs(queryset: Any, **kwargs: Any) -> serializers.SlugRelatedField:
+def slugs(queryset: Any, **kwargs: Any) -> serializers.SlugRelatedField[Any]:
     """A writable list of slugs for a many-to-many field."""
     return serializers.SlugRelatedField(many=True, slug_field="slug", queryset=queryset, **kwargs)
 
@@ -95,7 +95,9 @@ class QualityScoresField(serializers.DictField):
 class ModelVersionSerializer(serializers.ModelSerializer[ModelVersion]):
     model = serializers.PrimaryKeyRelatedField(queryset=Model.objects.select_related("provider"))
     model_name = serializers.CharField(source="model.name", read_only=True)
-    provider = serializers.SlugRelatedField(source="model.provider", slug_field="slug", read_only=True)
+    provider: serializers.SlugRelatedField[Provider] = serializers.SlugRelatedField(
+        source="model.provider", slug_field="slug", read_only=True
+    )
     regions = slugs(Region.objects.all())
     quality_scores = QualityScoresField(required=False)
     successor = serializers.PrimaryKeyRelatedField(queryset=ModelVersion.objects.all(), allow_null=True, required=False)
@@ -148,10 +150,14 @@ class ComplianceCellSerializer(serializers.ModelSerializer[ComplianceCell]):
     """A stored cell of the matrix; ``effective_decision`` is what routing obeys today."""
 
     model_version_name = serializers.CharField(source="model_version", read_only=True)
-    classification = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    classification: serializers.SlugRelatedField[DataClassification] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
     effective_decision = serializers.SerializerMethodField()
     expired = serializers.SerializerMethodField()
-    regions = serializers.SlugRelatedField(many=True, slug_field="slug", read_only=True)
+    regions: serializers.SlugRelatedField[Region] = serializers.SlugRelatedField(
+        many=True, slug_field="slug", read_only=True
+    )
     decided_by = serializers.CharField(source="decided_by_name", read_only=True)
 
     class Meta:

@@ -4,10 +4,11 @@ Services raise ``django.core.exceptions.ValidationError``; ``console.api.excepti
 it into a 400 naming the fields, so the viewsets let it propagate.
 """
 
-from typing import Any
+from typing import Any, TypeVar
 
 import django_filters
 from django.db import models
+from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import permissions, routers, viewsets
@@ -33,6 +34,7 @@ from registry.models import (
 )
 
 COMPLIANCE_REVISION_HEADER = "X-Compliance-Revision"
+M = TypeVar("M", bound=models.Model)
 
 
 def split_m2m(model_class: type[models.Model], validated: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -43,44 +45,47 @@ def split_m2m(model_class: type[models.Model], validated: dict[str, Any]) -> tup
     return data, m2m
 
 
-class ServiceModelViewSet(RoleViewSetMixin, viewsets.ModelViewSet):  # type: ignore[type-arg]
+class ServiceModelViewSet(RoleViewSetMixin, viewsets.ModelViewSet[M]):
     """CRUD whose writes go through ``create_object``, ``update_object`` and ``delete_object``."""
 
-    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
-        model_class = self.queryset.model  # type: ignore[union-attr]
+    queryset: QuerySet[M]  # every endpoint names its objects
+
+    def perform_create(self, serializer: BaseSerializer[M]) -> None:
+        model_class = self.queryset.model
         data, m2m = split_m2m(model_class, serializer.validated_data)
         serializer.instance = services.create_object(model_class, data=data, m2m=m2m)
 
-    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
-        data, m2m = split_m2m(self.queryset.model, serializer.validated_data)  # type: ignore[union-attr]
+    def perform_update(self, serializer: BaseSerializer[M]) -> None:
+        assert serializer.instance is not None, "an update always has its object"
+        data, m2m = split_m2m(self.queryset.model, serializer.validated_data)
         serializer.instance = services.update_object(serializer.instance, data=data, m2m=m2m)
 
-    def perform_destroy(self, instance: models.Model) -> None:
+    def perform_destroy(self, instance: M) -> None:
         services.delete_object(instance)
 
 
-class RegionViewSet(ServiceModelViewSet):
+class RegionViewSet(ServiceModelViewSet[Region]):
     queryset = Region.objects.all()
     serializer_class = serializers.RegionSerializer
     search_fields = ["slug", "name"]
     ordering_fields = ["slug", "name"]
 
 
-class CertificationViewSet(ServiceModelViewSet):
+class CertificationViewSet(ServiceModelViewSet[Certification]):
     queryset = Certification.objects.all()
     serializer_class = serializers.CertificationSerializer
     search_fields = ["slug", "name"]
     ordering_fields = ["slug", "name"]
 
 
-class CapabilityViewSet(ServiceModelViewSet):
+class CapabilityViewSet(ServiceModelViewSet[Capability]):
     queryset = Capability.objects.all()
     serializer_class = serializers.CapabilitySerializer
     search_fields = ["slug", "name"]
     ordering_fields = ["slug", "name"]
 
 
-class DataClassificationViewSet(ServiceModelViewSet):
+class DataClassificationViewSet(ServiceModelViewSet[DataClassification]):
     queryset = DataClassification.objects.all()
     serializer_class = serializers.DataClassificationSerializer
     search_fields = ["slug", "name"]
@@ -98,7 +103,7 @@ class ProviderFilter(django_filters.FilterSet):
         fields = ["kind", "status", "region", "certification"]
 
 
-class ProviderViewSet(ServiceModelViewSet):
+class ProviderViewSet(ServiceModelViewSet[Provider]):
     queryset = Provider.objects.prefetch_related("regions", "certifications")
     serializer_class = serializers.ProviderSerializer
     filterset_class = ProviderFilter
@@ -117,7 +122,7 @@ class ModelFilter(django_filters.FilterSet):
         fields = ["provider", "tier", "family", "capability"]
 
 
-class ProviderModelViewSet(ServiceModelViewSet):
+class ProviderModelViewSet(ServiceModelViewSet[Model]):
     queryset = Model.objects.select_related("provider").prefetch_related("capabilities")
     serializer_class = serializers.ProviderModelSerializer
     filterset_class = ModelFilter
@@ -125,7 +130,7 @@ class ProviderModelViewSet(ServiceModelViewSet):
     ordering_fields = ["name", "slug", "tier", "provider__name"]
 
 
-class ModelVersionViewSet(ServiceModelViewSet):
+class ModelVersionViewSet(ServiceModelViewSet[ModelVersion]):
     """Versions, written through ``create_version``/``update_version``; the lifecycle only by transition.
 
     Free-text search is the filterset's ``q`` (shared with the registry pages), so no ``search``.
@@ -143,12 +148,13 @@ class ModelVersionViewSet(ServiceModelViewSet):
         "typical_latency_ms",
     ]
 
-    def perform_create(self, serializer: BaseSerializer[Any]) -> None:
+    def perform_create(self, serializer: BaseSerializer[ModelVersion]) -> None:
         data = dict(serializer.validated_data)
         regions = data.pop("regions")
         serializer.instance = services.create_version(data=data, regions=regions)
 
-    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
+    def perform_update(self, serializer: BaseSerializer[ModelVersion]) -> None:
+        assert serializer.instance is not None, "an update always has its object"
         data = dict(serializer.validated_data)
         regions = data.pop("regions", None)
         serializer.instance = services.update_version(serializer.instance, data=data, regions=regions)
@@ -193,7 +199,7 @@ class ComplianceFilter(django_filters.FilterSet):
         ]
     )
 )
-class ComplianceViewSet(RoleViewSetMixin, viewsets.ReadOnlyModelViewSet):  # type: ignore[type-arg]
+class ComplianceViewSet(RoleViewSetMixin, viewsets.ReadOnlyModelViewSet[ComplianceCell]):
     """The stored cells of the compliance matrix. A pair without a cell is denied.
 
     Read only: a decision needs a reason and evidence and is taken on the matrix page.

@@ -324,7 +324,9 @@ def two_versions(vocabulary: dict[str, Any]) -> None:
         ({"ordering": "-label"}, ["beta", "alpha"]),
     ],
 )
-def test_versions_are_filtered_by_slug(api: APIClient, two_versions: None, query: dict, labels: list[str]) -> None:
+def test_versions_are_filtered_by_slug(
+    api: APIClient, two_versions: None, query: dict[str, str], labels: list[str]
+) -> None:
     response = api.get(f"{API}/model-versions/", query)
     assert response.status_code == 200
     assert [row["label"] for row in response.json()["results"]] == labels
@@ -371,7 +373,7 @@ def test_compliance_cells_are_filtered_by_version_and_classification_slug(api: A
     by_version = api.get(f"{API}/compliance/", {"model_version": first.pk}).json()["results"]
     assert sorted(cell["classification"] for cell in by_version) == ["internal", "pii"]
 
-    both = api.get(f"{API}/compliance/", {"model_version": first.pk, "classification": "pii"}).json()["results"]
+    both = api.get(f"{API}/compliance/", {"model_version": str(first.pk), "classification": "pii"}).json()["results"]
     assert [(cell["model_version"], cell["decision"]) for cell in both] == [(first.pk, "denied")]
 
     by_decision = api.get(f"{API}/compliance/", {"decision": "approved"}).json()["results"]

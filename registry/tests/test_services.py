@@ -13,7 +13,16 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from registry import services
-from registry.models import ComplianceCell, Counter, DataClassification, Lifecycle, ModelVersion, Provider, Region
+from registry.models import (
+    LIFECYCLE_TRANSITIONS,
+    ComplianceCell,
+    Counter,
+    DataClassification,
+    Lifecycle,
+    ModelVersion,
+    Provider,
+    Region,
+)
 from registry.tests.factories import approve, make_model, make_provider, make_version
 
 pytestmark = pytest.mark.django_db
@@ -370,7 +379,7 @@ def test_concurrent_matrix_changes_get_distinct_revisions(vocabulary: Any) -> No
 
 
 def test_lifecycle_choices_match_transitions() -> None:
-    assert set(services.LIFECYCLE_TRANSITIONS) == set(Lifecycle.values)
+    assert set(LIFECYCLE_TRANSITIONS) == set(Lifecycle.values)
 
 
 class TestDeletion:
