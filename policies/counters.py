@@ -252,6 +252,10 @@ class DatabaseCounters:
             app_spent = app[0]
         return Usage(requests=0, team_spent=team[0], app_spent=app_spent)
 
+    def forget(self) -> None:
+        """Drop every remembered spend: the next request of each team reads them again."""
+        self._known.clear()
+
     def _remember(self, window: Window, team_spent: int, app_spent: int | None) -> None:
         now = time.monotonic()
         self._known[(TEAM, window.team_id, window.month)] = (int(team_spent), now)
@@ -554,7 +558,7 @@ def forget_spend_readings() -> None:
     """Drop the spends this process remembers (tests roll counters back under them)."""
     for backend in _backends.values():
         if isinstance(backend, DatabaseCounters):
-            backend._known.clear()
+            backend.forget()
 
 
 def get_counters() -> Counters:

@@ -98,15 +98,23 @@ class Row:
 
 @dataclass(frozen=True)
 class Span:
-    """Where a stretch of the sums comes from: ``table`` rows (their time column ``column``) in
-    ``where``, summed per ``grain``. With ``budget`` false its rows never count towards the
-    budget month (a daily row read beside them already does)."""
+    """Where a stretch of the sums comes from: ``table`` rows in ``where``, summed per ``grain``.
+    With ``budget`` false its rows never count towards the budget month (a daily row read beside
+    them already does)."""
 
     table: RollupTable
-    column: str
     where: Q
     grain: str
     budget: bool = True
+
+    @property
+    def column(self) -> str:
+        return time_column(self.table)
+
+
+def time_column(table: RollupTable) -> str:
+    """A rollup table's time column, which is also its own grain."""
+    return "day" if table is DailyUsageRollup else "hour"
 
 
 def _between(column: str, since: datetime.datetime, until: datetime.datetime) -> Q:
@@ -132,7 +140,7 @@ class Sums:
     def _hourly_spans(self) -> list[Span]:
         since = min(self.budget_month, self.scope.since)
         grain = "hour" if self.scope.bucket == "hour" else "day"
-        return [Span(UsageRollup, "hour", _between("hour", since, self.scope.until), grain)]
+        return [Span(UsageRollup, _between("hour", since, self.scope.until), grain)]
 
     def _spans(self) -> list[Span]:
         """Daily rows for every whole day, hourly rows for the hours of days the range cuts.
@@ -156,8 +164,7 @@ class Sums:
             table: RollupTable, start: datetime.datetime, end: datetime.datetime, grain: str, **flags: bool
         ) -> None:
             if start < end:
-                column = "day" if table is DailyUsageRollup else "hour"
-                spans.append(Span(table, column, _between(column, start, end), grain, **flags))
+                spans.append(Span(table, _between(time_column(table), start, end), grain, **flags))
 
         read(DailyUsageRollup, budget_month, first_day, "day")
         if scope.bucket == "hour":
@@ -187,16 +194,12 @@ class Sums:
             output_field=BooleanField(),
         )
         # A table's own grain needs no truncating (nor converting the result back to UTC).
-        same = span.grain == ("day" if span.table is DailyUsageRollup else "hour")
-        moment = F(column) if same else Trunc(column, span.grain, tzinfo=datetime.UTC)
-        rows = self.scope.matching(span.table.objects.filter(span.where).order_by()).annotate(
-            moment=moment, in_range=in_range
-        )
-        sums = rows.values_list("moment", "in_range", *KEYS).annotate(**SUMS)
+        moment = F(column) if span.grain == column else Trunc(column, span.grain, tzinfo=datetime.UTC)
+        rows = self.scope.matching(span.table.objects.filter(span.where).order_by())
+        sums = rows.annotate(moment=moment, in_range=in_range).values_list("moment", "in_range", *KEYS).annotate(**SUMS)
         # Only the range's histograms are read, added up per model version over the whole span.
         histograms = (
-            self.scope.matching(span.table.objects.filter(span.where).order_by())
-            .filter(**{f"{column}__gte": self.scope.since}, model_version_id__isnull=False)
+            rows.filter(**{f"{column}__gte": self.scope.since}, model_version_id__isnull=False)
             .values_list("model_version_id")
             .annotate(**HISTOGRAM)
         )
